@@ -1,0 +1,30 @@
+using System.CommandLine;
+using Lora.Cli.Commands;
+
+namespace Lora.Cli;
+
+/// <summary>The <c>lora</c> command tree. User errors (<see cref="LoraException"/>) print one line on stderr and
+/// exit 1, without a stack trace.</summary>
+public static class LoraCli
+{
+    public const int UserError = 1;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("lora: parameter-efficient fine-tuning of Hugging Face LLMs on TorchSharp.")
+        {
+            InfoCommand.Create(stdout),
+        };
+
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return root.Parse(args).Invoke(config);
+        }
+        catch (LoraException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return UserError;
+        }
+    }
+}

@@ -1,0 +1,3 @@
+using Lora.Cli;
+
+return LoraCli.Run(args, Console.Out, Console.Error);
