@@ -1,0 +1,75 @@
+using System.Text.RegularExpressions;
+
+namespace Lora.Adapters;
+
+/// <summary>
+/// PEFT's <c>target_modules</c>: either a list of names — a module matches when its dotted path equals a name or ends
+/// with <c>"." + name</c> — or one regular expression that must match the whole dotted path (Python
+/// <c>re.fullmatch</c>), or the <c>all-linear</c> shorthand (every linear layer except the output head).
+/// </summary>
+public sealed class TargetModules
+{
+    public const string AllLinearShorthand = "all-linear";
+
+    private readonly Regex? _regex;
+
+    private TargetModules(IReadOnlyList<string>? names, string? pattern, bool allLinear)
+    {
+        Names = names;
+        Pattern = pattern;
+        IsAllLinear = allLinear;
+        if (pattern is not null)
+            _regex = PythonRegex.FullMatch(pattern);
+    }
+
+    /// <summary>The list form (null for the regex form).</summary>
+    public IReadOnlyList<string>? Names { get; }
+
+    /// <summary>The regex form, as written (Python syntax).</summary>
+    public string? Pattern { get; }
+
+    public bool IsAllLinear { get; }
+
+    public static TargetModules FromNames(IEnumerable<string> names) => new(names.ToList(), null, false);
+
+    /// <summary>A pattern; <c>all-linear</c> (any case) becomes the shorthand.</summary>
+    public static TargetModules FromPattern(string pattern) =>
+        string.Equals(pattern, AllLinearShorthand, StringComparison.OrdinalIgnoreCase)
+            ? new TargetModules(null, null, true)
+            : new TargetModules(null, pattern, false);
+
+    public static TargetModules AllLinear { get; } = new(null, null, true);
+
+    /// <summary>Does the module at <paramref name="path"/> match? (<c>all-linear</c> matches every path; callers
+    /// restrict it to linear layers and drop the output head.)</summary>
+    public bool Matches(string path)
+    {
+        if (IsAllLinear)
+            return true;
+        if (_regex is not null)
+            return _regex.IsMatch(path);
+        return Names!.Any(n => path == n || path.EndsWith("." + n, StringComparison.Ordinal));
+    }
+
+    public override string ToString() => IsAllLinear ? AllLinearShorthand : Pattern ?? string.Join("|", Names!);
+}
+
+/// <summary>Python <c>re</c> patterns in .NET: named groups <c>(?P&lt;n&gt;…)</c> / <c>(?P=n)</c> are translated and the
+/// match is anchored like <c>re.fullmatch</c> (<c>^(?:…)\z</c>).</summary>
+public static class PythonRegex
+{
+    public static Regex FullMatch(string pattern)
+    {
+        var translated = pattern.Replace("(?P<", "(?<", StringComparison.Ordinal);
+        translated = Regex.Replace(translated, @"\(\?P=(\w+)\)", @"\k<$1>");
+        translated = translated.Replace(@"\Z", @"\z", StringComparison.Ordinal);
+        try
+        {
+            return new Regex($"^(?:{translated})\\z", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw new LoraException($"Invalid target regex '{pattern}': {e.Message}", e);
+        }
+    }
+}
