@@ -1,4 +1,4 @@
-using Lora.Device;
+using Lora.Backend;
 using TorchSharp;
 
 namespace Lora.Runtime.Tests;

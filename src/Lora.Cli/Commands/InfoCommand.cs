@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using Lora.Device;
+using Lora.Backend;
 using TorchSharp;
 
 namespace Lora.Cli.Commands;

@@ -1,4 +1,4 @@
-namespace Lora.Device;
+namespace Lora.Backend;
 
 /// <summary>A device request as users write it: <c>auto</c> (CUDA if available, else CPU), <c>cpu</c>, <c>cuda</c> or
 /// <c>cuda:N</c>.</summary>

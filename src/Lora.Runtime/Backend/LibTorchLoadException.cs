@@ -1,4 +1,4 @@
-namespace Lora.Device;
+namespace Lora.Backend;
 
 /// <summary>libtorch could not be loaded or the requested device is not usable: one message that says what was
 /// tried and how to fix it, instead of TorchSharp's load trace.</summary>

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using TorchSharp;
 
-namespace Lora.Device;
+namespace Lora.Backend;
 
 /// <summary>
 /// Start-up of the native backend. Honours <c>LORA_LIBTORCH</c> (a directory holding libtorch, e.g. a PyTorch
