@@ -14,6 +14,7 @@ public static class LoraCli
         var root = new RootCommand("lora: parameter-efficient fine-tuning of Hugging Face LLMs on TorchSharp.")
         {
             InfoCommand.Create(stdout),
+            TokenizeCommand.Create(stdout),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
