@@ -74,4 +74,40 @@ public class KvCacheTests
         LogitsAssert.Close(step.narrow(0, 0, 1), alone.narrow(1, t - pad - 1, 1), what: "padded row, cached step");
         LogitsAssert.Close(step.narrow(0, 1, 1), fullRow.narrow(1, t - 1, 1), what: "unpadded row, cached step");
     }
+
+    [Theory]
+    [InlineData("llama_qv")]
+    [InlineData("gpt2_c_attn")]
+    public void Forward_passes_leave_no_live_tensors_behind(string @case)
+    {
+        var (model, ids) = Load(@case);
+        using var _ = model;
+        using var __ = ids;
+        using var noGrad = no_grad();
+        using var cache = model.NewCache();
+        using var mask = ones(ids.shape[0], ids.shape[1], ScalarType.Int64);
+
+        void Step(int i)
+        {
+            using var step = ids.narrow(1, i, 1);
+            using var seen = mask.narrow(1, 0, i + 1);
+            using var logits = model.Forward(step, seen, cache: cache);
+        }
+
+        Step(0);
+        var live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (var i = 1; i < 6; i++)
+            Step(i);
+        Assert.Equal(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount); // the cache replaces its tensors
+        using (var full = model.Forward(ids))
+        {
+        }
+
+        var afterFull = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var again = model.Forward(ids))
+        {
+        }
+
+        Assert.Equal(afterFull, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
 }
