@@ -1,4 +1,8 @@
+using Lora.Device;
+using Lora.Modules;
+using Lora.SafeTensors;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Lora.Models;
@@ -10,6 +14,9 @@ namespace Lora.Models;
 /// </summary>
 public abstract class CausalLM : nn.Module
 {
+    /// <summary>Compute dtypes a model can be built in.</summary>
+    public static readonly IReadOnlyList<ScalarType> SupportedDTypes = [ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16];
+
     protected CausalLM(string name)
         : base(name)
     {
@@ -29,4 +36,117 @@ public abstract class CausalLM : nn.Module
 
     /// <summary>A cache sized for this model.</summary>
     public KvCache NewCache() => new(Config.NumLayers);
+
+    /// <summary>
+    /// Loads a Hugging Face model directory (<c>config.json</c> + <c>model.safetensors</c> or a sharded index):
+    /// picks the architecture from <c>model_type</c> (llama, mistral → <see cref="LlamaForCausalLM"/>; qwen2 →
+    /// <see cref="Qwen2ForCausalLM"/>; gpt2 → <see cref="Gpt2LMHeadModel"/>), builds it in <paramref name="dtype"/>
+    /// on <paramref name="device"/> (CPU when null) and loads every weight strictly (see <see cref="LoadWeights(string)"/>).
+    /// The model is in eval mode.
+    /// </summary>
+    /// <exception cref="LoraException">Bad or unsupported config.json, unsupported dtype, or a checkpoint that does
+    /// not match the model (the message lists the keys or shapes at fault).</exception>
+    public static CausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
+        FromPretrained<CausalLM>(directory, dtype, device);
+
+    /// <summary><see cref="FromPretrained(string, ScalarType, torch.Device?)"/> requiring the architecture
+    /// <typeparamref name="TModel"/>.</summary>
+    protected static TModel FromPretrained<TModel>(string directory, ScalarType dtype, torch.Device? device)
+        where TModel : CausalLM
+    {
+        if (!SupportedDTypes.Contains(dtype))
+            throw new LoraException($"dtype {dtype} is not supported for models (use {string.Join(", ", SupportedDTypes)}).");
+        if (!Directory.Exists(directory))
+            throw new LoraException($"{directory}: model directory not found.");
+        var config = ModelConfigLoader.Load(directory);
+        device ??= TorchRuntime.Initialize(DeviceSpec.Cpu);
+
+        CausalLM model = config switch
+        {
+            Qwen2Config qwen2 => new Qwen2ForCausalLM(qwen2, dtype, device),
+            LlamaConfig llama => new LlamaForCausalLM(llama, dtype, device),
+            Gpt2Config gpt2 => new Gpt2LMHeadModel(gpt2, dtype, device),
+            _ => throw new LoraException($"{config.Source}: model_type '{config.ModelType}' has no architecture."),
+        };
+        try
+        {
+            if (model is not TModel typed)
+                throw new LoraException($"{config.Source}: model_type '{config.ModelType}' is a {model.GetType().Name}, not a {typeof(TModel).Name}.");
+            typed.LoadWeights(directory);
+            return typed;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Fills every parameter from the checkpoint in <paramref name="directory"/>, strictly: each parameter must be in
+    /// the checkpoint with the same shape, and each checkpoint tensor must be used, except a tied <c>lm_head.weight</c>
+    /// and known non-parameter buffers (<see cref="IsKnownBuffer"/>). Tensors are read one at a time from the
+    /// memory-mapped files and converted to each parameter's dtype and device, so peak memory stays near the model's
+    /// size. Checkpoints saved from the base model (keys without <c>model.</c>/<c>transformer.</c>) are accepted.
+    /// </summary>
+    public void LoadWeights(string directory)
+    {
+        using var checkpoint = SafeTensorsCheckpoint.Open(directory);
+        CheckpointLoader.Load(this, checkpoint, directory);
+    }
+
+    /// <summary><see cref="LoadWeights(string)"/> from an open checkpoint.</summary>
+    public void LoadWeights(SafeTensorsCheckpoint checkpoint) => CheckpointLoader.Load(this, checkpoint, checkpoint.Source);
+
+    /// <summary>
+    /// Random weights as transformers' <c>_init_weights</c>: linear and embedding weights ~ N(0, initializer_range²),
+    /// biases 0, norm weights 1.
+    /// </summary>
+    public void InitializeWeights(Generator? generator = null)
+    {
+        using var noGrad = no_grad();
+        var std = Config.InitializerRange;
+        foreach (var module in modules())
+        {
+            switch (module)
+            {
+                case LinearLayer linear:
+                    linear.Weight.normal_(0, std, generator);
+                    linear.Bias?.zero_();
+                    break;
+                case EmbeddingLayer embedding:
+                    embedding.Weight.normal_(0, std, generator);
+                    break;
+                case RmsNorm rms:
+                    rms.Weight.fill_(1);
+                    break;
+                case LayerNorm layerNorm:
+                    layerNorm.weight?.fill_(1);
+                    layerNorm.bias?.zero_();
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The prefix of the base model's parameters (<c>model</c>, <c>transformer</c>).</summary>
+    protected abstract string BaseModelPrefix { get; }
+
+    /// <summary>True for a checkpoint key that is a known non-parameter buffer, skipped when loading.</summary>
+    protected virtual bool IsKnownBuffer(string key) => false;
+
+    internal string BasePrefix => BaseModelPrefix;
+
+    internal bool IsIgnorable(string key) =>
+        IsKnownBuffer(key) || (Config.TieWordEmbeddings && key == "lm_head.weight");
+
+    /// <summary>Argument checks shared by the architectures' <see cref="Forward"/>.</summary>
+    protected void CheckInputs(Tensor inputIds, KvCache? cache)
+    {
+        if (inputIds.ndim != 2)
+            throw new ArgumentException($"input_ids must be (B, T), got ({string.Join(", ", inputIds.shape)}).", nameof(inputIds));
+        if (inputIds.dtype != ScalarType.Int64 && inputIds.dtype != ScalarType.Int32)
+            throw new ArgumentException($"input_ids must be int64, got {inputIds.dtype}.", nameof(inputIds));
+        if (cache is not null && cache.Layers != Config.NumLayers)
+            throw new ArgumentException($"the cache has {cache.Layers} layers, the model {Config.NumLayers}; use NewCache().", nameof(cache));
+    }
 }

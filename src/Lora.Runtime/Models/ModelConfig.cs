@@ -30,4 +30,10 @@ public abstract record ModelConfig
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
 
     public int? PadTokenId { get; init; }
+
+    /// <summary><c>initializer_range</c>: the std of the normal init of linear and embedding weights.</summary>
+    public double InitializerRange { get; init; } = 0.02;
+
+    /// <summary>The <c>config.json</c> this was read from, for error messages (null when built in code).</summary>
+    public string? Source { get; init; }
 }

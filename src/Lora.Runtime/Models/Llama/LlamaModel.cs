@@ -1,0 +1,50 @@
+using Lora.Modules;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace Lora.Models;
+
+/// <summary>The decoder stack under <c>model.</c>: token embeddings, N blocks, final RMSNorm → hidden states.</summary>
+public sealed class LlamaModel : nn.Module
+{
+    [ComponentName(Name = "embed_tokens")]
+    public EmbeddingLayer EmbedTokens;
+
+    [ComponentName(Name = "layers")]
+    public ModuleList<LlamaDecoderLayer> Layers;
+
+    [ComponentName(Name = "norm")]
+    public RmsNorm Norm;
+
+    public LlamaModel(LlamaConfig config, ScalarType dtype, torch.Device? device)
+        : base(nameof(LlamaModel))
+    {
+        EmbedTokens = new EmbeddingLayer(config.VocabSize, config.HiddenSize, dtype, device);
+        Layers = new ModuleList<LlamaDecoderLayer>(
+            Enumerable.Range(0, config.NumLayers).Select(i => new LlamaDecoderLayer(config, i, dtype, device)).ToArray());
+        Norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype, device);
+        Rotary = new RotaryEmbedding(config.Rope, config.HeadDim);
+        RegisterComponents();
+    }
+
+    /// <summary>Rotary embeddings shared by all layers (no parameters).</summary>
+    public RotaryEmbedding Rotary { get; }
+
+    /// <summary>See <see cref="CausalLM.Forward"/>; returns hidden states <c>(B, T, C)</c> after the final norm.</summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var (b, t) = (inputIds.shape[0], inputIds.shape[1]);
+        var past = cache?.Length ?? 0;
+        var device = EmbedTokens.Weight.device;
+        var x = EmbedTokens.call(inputIds.to(device));                                        // (B, T, C)
+        positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
+        var (cos, sin) = Rotary.Compute(positionIds, x.dtype);                                // (B, T, d)
+        var mask = AttentionMask.Build(attentionMask, b, t, past, device);                     // (B, 1, T, T_past + T) or null
+        foreach (var layer in Layers)
+            x = layer.Forward(x, cos, sin, mask, cache);
+        return Norm.call(x).MoveToOuterDisposeScope();
+    }
+}
