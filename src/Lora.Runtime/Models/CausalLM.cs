@@ -1,4 +1,4 @@
-using Lora.Device;
+using Lora.Backend;
 using Lora.Modules;
 using Lora.SafeTensors;
 using TorchSharp;
