@@ -13,7 +13,8 @@ internal static class CheckpointLoader
     public static void Load(CausalLM model, SafeTensorsCheckpoint checkpoint, string where)
     {
         // Tied parameters appear once (named_parameters skips repeated tensors): lm_head.weight is not listed then.
-        var parameters = model.named_parameters().ToList();
+        // Adapter parameters are not part of a base checkpoint (they load from a PEFT adapter directory).
+        var parameters = model.named_parameters().Where(p => !Adapters.AdapterKeys.IsAdapterParameter(p.name)).ToList();
         var keyOf = MapKeys(model, checkpoint);
 
         var missing = parameters.Where(p => !keyOf.ContainsKey(p.name)).Select(p => p.name).ToList();

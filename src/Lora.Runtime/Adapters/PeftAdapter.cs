@@ -1,0 +1,153 @@
+using Lora.Models;
+using Lora.SafeTensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lora.Adapters;
+
+/// <summary>
+/// PEFT adapter directories (C1–C6): <c>adapter_config.json</c> + <c>adapter_model.safetensors</c> (F32,
+/// <c>{"format":"pt"}</c>, keys <c>base_model.model.{path}.lora_A.weight</c> ...). The adapter named
+/// <c>default</c> lives in the directory itself, any other in a subdirectory of its name. Loading fails loudly:
+/// a missing or unexpected key or a shape mismatch is an error listing the keys, never a silent no-op.
+/// </summary>
+public static class PeftAdapter
+{
+    public const string WeightsFileName = "adapter_model.safetensors";
+    public const string DefaultName = "default";
+
+    private const int Listed = 10;
+
+    /// <summary>The directory adapter <paramref name="adapterName"/> is saved in under <paramref name="root"/>.</summary>
+    public static string DirectoryFor(string root, string adapterName) =>
+        adapterName == DefaultName ? root : Path.Combine(root, adapterName);
+
+    /// <summary>The adapter's tensors under their PEFT keys (fp32, CPU).</summary>
+    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName)
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            if (!AdapterKeys.IsAdapterParameter(name))
+                continue;
+            var (adapter, key) = AdapterKeys.ToPeft(name);
+            if (adapter == adapterName)
+                result[key] = parameter.detach().to(ScalarType.Float32).cpu().contiguous();
+        }
+
+        return result;
+    }
+
+    /// <summary>Writes adapter <paramref name="adapterName"/> of <paramref name="model"/> as a PEFT directory
+    /// (atomically, file by file) and returns the directory written.</summary>
+    public static string Save(nn.Module model, string root, LoraConfig config, string adapterName = DefaultName)
+    {
+        var dir = DirectoryFor(root, adapterName);
+        Directory.CreateDirectory(dir);
+        var tensors = StateDict(model, adapterName);
+        if (tensors.Count == 0)
+            throw new LoraException($"the model has no adapter named '{adapterName}' to save.");
+        try
+        {
+            SafeTensorsWriter.Write(Path.Combine(dir, WeightsFileName), tensors);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values)
+                t.Dispose();
+        }
+
+        PeftConfigFile.Write(dir, ForSaving(model, config));
+        return dir;
+    }
+
+    /// <summary>
+    /// Reads the PEFT adapter in <paramref name="directory"/>, attaches it to <paramref name="model"/> as
+    /// <paramref name="adapterName"/> and fills its weights (F32/F16/BF16 accepted). Keys may carry the
+    /// <c>base_model.model.</c> prefix or not. On any error the model is left without the adapter.
+    /// </summary>
+    public static LoraConfig Load(nn.Module model, string directory, string adapterName = DefaultName, Action<string>? warnings = null)
+    {
+        var config = PeftConfigFile.Read(directory, warnings);
+        var weightsPath = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
+        if (!File.Exists(weightsPath))
+            throw new LoraException($"{weightsPath}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
+        using var file = SafeTensorsFile.Open(weightsPath);
+
+        LoraInjector.Inject(model, config, adapterName, LoraInit.Default);
+        try
+        {
+            Fill(model, adapterName, file, weightsPath);
+        }
+        catch
+        {
+            Remove(model, adapterName);
+            throw;
+        }
+
+        return config;
+    }
+
+    /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it.</summary>
+    public static void Remove(nn.Module model, string adapterName)
+    {
+        foreach (var layer in model.modules().OfType<Modules.LinearLayer>())
+        {
+            if (layer.Adapters.ContainsKey(adapterName))
+                layer.DeleteAdapter(adapterName);
+        }
+    }
+
+    private static void Fill(nn.Module model, string adapterName, SafeTensorsFile file, string where)
+    {
+        var expected = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            if (!AdapterKeys.IsAdapterParameter(name))
+                continue;
+            var (adapter, key) = AdapterKeys.ToPeft(name);
+            if (adapter == adapterName)
+                expected[key] = parameter;
+        }
+
+        var fileKeys = file.Tensors.Keys.ToDictionary(AdapterKeys.WithPeftPrefix, k => k, StringComparer.Ordinal);
+        var missing = expected.Keys.Where(k => !fileKeys.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var unexpected = fileKeys.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+        {
+            var parts = new List<string>();
+            if (missing.Count > 0)
+                parts.Add($"{missing.Count} missing key(s): {List(missing)}");
+            if (unexpected.Count > 0)
+                parts.Add($"{unexpected.Count} unexpected key(s): {List(unexpected)}");
+            throw new LoraException($"{where}: the adapter weights do not match its adapter_config.json on this model: {string.Join("; ", parts)}.");
+        }
+
+        foreach (var (key, parameter) in expected)
+        {
+            var entry = file.Tensors[fileKeys[key]];
+            if (!entry.Shape.SequenceEqual(parameter.shape))
+                throw new LoraException($"{where}: '{entry.Name}' has shape ({string.Join(", ", entry.Shape)}) but this model needs ({string.Join(", ", parameter.shape)}) (r, target layer sizes or the base model differ).");
+        }
+
+        using var noGrad = no_grad();
+        foreach (var (key, parameter) in expected)
+        {
+            using var value = file.Load(fileKeys[key], parameter.dtype, parameter.device);
+            parameter.copy_(value);
+        }
+    }
+
+    /// <summary>The config as saved: target_modules all-linear is written as the leaf names it resolved to
+    /// (what PEFT writes), so other tools need not resolve it again.</summary>
+    private static LoraConfig ForSaving(nn.Module model, LoraConfig config)
+    {
+        if (config.TargetModules is not { IsAllLinear: true })
+            return config;
+        var leaves = LoraInjector.ResolveTargets(model, config).Select(t => t.Path.Split('.')[^1]).Distinct(StringComparer.Ordinal);
+        return config with { TargetModules = TargetModules.FromNames(leaves) };
+    }
+
+    private static string List(IReadOnlyList<string> keys) =>
+        string.Join(", ", keys.Take(Listed)) + (keys.Count > Listed ? $" (and {keys.Count - Listed} more)" : string.Empty);
+}
