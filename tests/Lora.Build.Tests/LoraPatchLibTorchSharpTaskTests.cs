@@ -88,6 +88,7 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
     [InlineData("not-elf")]
     [InlineData("empty")]
     [InlineData("first-4k")]
+    [InlineData("header-only")]
     public void A_broken_library_is_build_error_LORABUILD001_naming_the_file(string kind)
     {
         var broken = MalformedElfTests.Broken(_files, kind);
@@ -113,6 +114,24 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
         Assert.Equal("LORABUILD001", error.Code);
         Assert.Contains(broken, error.Message, StringComparison.Ordinal);
         Assert.False(IsWeak(output));
+    }
+
+    [Fact]
+    public void A_library_that_cannot_be_rewritten_is_build_error_LORABUILD004()
+    {
+        var output = _files.CopyOfLibTorchSharp();
+        var bytes = File.ReadAllBytes(output);
+        // The patcher's temporary file name is taken by a directory, so the write fails (permissions cannot be
+        // used for this: the tests may run as root).
+        Directory.CreateDirectory(output + ".lora-tmp");
+
+        Assert.False(NewTask(TestFiles.SystemLibStdCxx, output).Execute());
+
+        var error = Assert.Single(_engine.Errors);
+        Assert.Equal("LORABUILD004", error.Code);
+        Assert.Equal(output, error.File);
+        Assert.Contains($"could not patch {output}: ", error.Message, StringComparison.Ordinal);
+        Assert.Equal(bytes, File.ReadAllBytes(output));
     }
 
     private LoraPatchLibTorchSharp NewTask(string libStdCxx, params string[] files) => new()
