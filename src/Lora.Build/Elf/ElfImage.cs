@@ -12,6 +12,7 @@ namespace Lora.Build.Elf;
 /// </summary>
 public sealed class ElfImage
 {
+    internal const uint ShtStrtab = 3;
     internal const uint ShtGnuVerdef = 0x6ffffffd;
     internal const uint ShtGnuVerneed = 0x6ffffffe;
 
@@ -90,10 +91,12 @@ public sealed class ElfImage
 
     internal static ElfImage Parse(string path, byte[] bytes)
     {
+        if (bytes.Length == 0)
+            throw new ElfFormatException(path, "the file is empty, shorter than an ELF header");
+        if (bytes.Length < 4 || bytes[0] != 0x7f || bytes[1] != (byte)'E' || bytes[2] != (byte)'L' || bytes[3] != (byte)'F')
+            throw new ElfFormatException(path, "missing the \\x7fELF magic");
         if (bytes.Length < 64)
             throw new ElfFormatException(path, $"file is {bytes.Length} bytes, shorter than an ELF header");
-        if (bytes[0] != 0x7f || bytes[1] != (byte)'E' || bytes[2] != (byte)'L' || bytes[3] != (byte)'F')
-            throw new ElfFormatException(path, "missing the \\x7fELF magic");
         if (bytes[4] != 2)
             throw new ElfFormatException(path, "not a 64-bit ELF (EI_CLASS != ELFCLASS64)");
         if (bytes[5] != 1)
@@ -102,16 +105,27 @@ public sealed class ElfImage
         var reader = new Reader(path, bytes);
         long shoff = (long)reader.U64(0x28, "e_shoff");
         int shentsize = reader.U16(0x3A, "e_shentsize");
-        int shnum = reader.U16(0x3C, "e_shnum");
-        if (shoff == 0 || shnum == 0)
+        long shnum = reader.U16(0x3C, "e_shnum");
+        if (shoff == 0)
             throw new ElfFormatException(path, "no section header table");
         if (shentsize < 64)
             throw new ElfFormatException(path, $"section header entry size {shentsize} < 64");
-
-        var sections = new List<Section>(shnum);
-        for (int i = 0; i < shnum; i++)
+        if (shnum == 0)
         {
-            long at = shoff + (long)i * shentsize;
+            // Extended numbering (>= 0xff00 sections): the real count is sh_size of section header 0.
+            reader.Require(shoff, 64, "section header 0");
+            shnum = (long)reader.U64(shoff + 0x20, "section header 0 sh_size");
+        }
+
+        // Bound the count by the file before allocating for it (and before multiplying).
+        if (shnum < 0 || shnum > bytes.Length / shentsize)
+            throw new ElfFormatException(path, $"{shnum} section headers cannot fit in the {bytes.Length}-byte file; truncated?");
+        reader.Require(shoff, shnum * shentsize, "section header table");
+
+        var sections = new List<Section>((int)shnum);
+        for (long i = 0; i < shnum; i++)
+        {
+            long at = shoff + i * shentsize;
             reader.Require(at, 64, $"section header {i}");
             var type = reader.U32(at + 0x04, "sh_type");
             var offset = (long)reader.U64(at + 0x18, "sh_offset");
@@ -137,16 +151,17 @@ public sealed class ElfImage
             if (section.Type != ShtGnuVerneed)
                 continue;
             var strtab = StringTable(section.Link);
+            var entries = reader.Within(section, ".gnu.version_r");
             long at = section.Offset;
             for (uint n = 0; n < section.Info; n++)
             {
-                reader.Require(at, 16, "Elf64_Verneed");
+                entries.Require(at, 16, "Elf64_Verneed");
                 int count = reader.U16(at + 2, "vn_cnt");
                 string file = ReadString(strtab, reader.U32(at + 4, "vn_file"));
                 long aux = at + reader.U32(at + 8, "vn_aux");
                 for (int k = 0; k < count; k++)
                 {
-                    reader.Require(aux, 16, "Elf64_Vernaux");
+                    entries.Require(aux, 16, "Elf64_Vernaux");
                     ushort flags = reader.U16(aux + 4, "vna_flags");
                     string version = ReadString(strtab, reader.U32(aux + 8, "vna_name"));
                     result.Add(new VersionNeed(file, version, flags, aux + 4));
@@ -176,12 +191,13 @@ public sealed class ElfImage
             if (section.Type != ShtGnuVerdef)
                 continue;
             var strtab = StringTable(section.Link);
+            var entries = reader.Within(section, ".gnu.version_d");
             long at = section.Offset;
             for (uint n = 0; n < section.Info; n++)
             {
-                reader.Require(at, 20, "Elf64_Verdef");
+                entries.Require(at, 20, "Elf64_Verdef");
                 long aux = at + reader.U32(at + 12, "vd_aux");
-                reader.Require(aux, 8, "Elf64_Verdaux");
+                entries.Require(aux, 8, "Elf64_Verdaux");
                 result.Add(ReadString(strtab, reader.U32(aux, "vda_name")));
                 uint next = reader.U32(at + 16, "vd_next");
                 if (next == 0)
@@ -197,7 +213,11 @@ public sealed class ElfImage
     {
         if (index >= Sections.Count)
             throw new ElfFormatException(Path, $"sh_link {index} points past the section table");
-        return Sections[(int)index];
+        // Only SHT_STRTAB sections were bounds-checked against the file with their contents.
+        var section = Sections[(int)index];
+        if (section.Type != ShtStrtab)
+            throw new ElfFormatException(Path, $"sh_link {index} names a section of type 0x{section.Type:x}, not a string table");
+        return section;
     }
 
     private string ReadString(Section strtab, uint offset)
@@ -232,6 +252,9 @@ public sealed class ElfImage
                 throw new ElfFormatException(_path, $"{what} at offset {offset} (+{length}) lies outside the {_bytes.Length}-byte file; truncated?");
         }
 
+        /// <summary>Checks that entries stay inside <paramref name="section"/> (itself already inside the file).</summary>
+        public SectionBounds Within(Section section, string name) => new(_path, section, name);
+
         public ushort U16(long at, string what)
         {
             Require(at, 2, what);
@@ -248,6 +271,28 @@ public sealed class ElfImage
         {
             Require(at, 8, what);
             return U32(at, what) | (ulong)U32(at + 4, what) << 32;
+        }
+    }
+
+    /// <summary>Bounds of one section, for entries that must not wander out of it.</summary>
+    private readonly struct SectionBounds
+    {
+        private readonly string _path;
+        private readonly Section _section;
+        private readonly string _name;
+
+        public SectionBounds(string path, Section section, string name)
+        {
+            _path = path;
+            _section = section;
+            _name = name;
+        }
+
+        public void Require(long offset, long length, string what)
+        {
+            long end = _section.Offset + _section.Size;
+            if (offset < _section.Offset || length < 0 || offset > end || length > end - offset)
+                throw new ElfFormatException(_path, $"{what} at offset {offset} (+{length}) lies outside its section {_name} [{_section.Offset}, {end})");
         }
     }
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 
@@ -26,7 +27,8 @@ public enum PatchOutcome
 /// <c>std::ios_base_library_init()</c>, a symbol its <c>&lt;iostream&gt;</c> references but never calls. Debian 12 and
 /// Ubuntu 22.04 ship libstdc++ up to 3.4.30, so the dynamic loader refuses the library. A weak requirement is
 /// checked with a warning only, and the unused symbol is never resolved. Only those two bytes change; the file is
-/// rewritten through a temporary copy and a rename, so an interrupted build never leaves a torn library.
+/// rewritten through a temporary copy (same mode, same timestamp) and a rename, so an interrupted build never leaves
+/// a torn library and a hard link into the NuGet cache is broken rather than written through.
 /// </remarks>
 public static class WeakVersionPatcher
 {
@@ -43,19 +45,13 @@ public static class WeakVersionPatcher
         if (needs.All(n => (n.Flags & VerFlgWeak) != 0))
             return PatchOutcome.AlreadyWeak;
 
-        var bytes = (byte[])image.Bytes.Clone();
-        foreach (var need in needs)
-        {
-            ushort flags = (ushort)(need.Flags | VerFlgWeak);
-            bytes[need.FlagsOffset] = (byte)flags;
-            bytes[need.FlagsOffset + 1] = (byte)(flags >> 8);
-        }
-
-        WriteAtomically(path, bytes);
+        WriteAtomically(path, needs.Select(n => (n.FlagsOffset, (ushort)(n.Flags | VerFlgWeak))).ToList());
         return PatchOutcome.Patched;
     }
 
-    private static void WriteAtomically(string path, byte[] bytes)
+    /// <summary>Copies <paramref name="path"/> (File.Copy keeps the file mode), writes the new flags into the copy,
+    /// gives it the original's timestamp and renames it over the original.</summary>
+    private static void WriteAtomically(string path, IReadOnlyList<(long Offset, ushort Flags)> writes)
     {
         var temp = path + ".lora-tmp";
         // Keep the copy's timestamp: MSBuild's copy-if-changed then sees an up-to-date output and does not put the
@@ -63,13 +59,24 @@ public static class WeakVersionPatcher
         var lastWrite = File.GetLastWriteTimeUtc(path);
         try
         {
-            File.WriteAllBytes(temp, bytes);
+            File.Copy(path, temp, overwrite: true);
+            // A read-only library (copied from a read-only cache) stays read-only, but its copy must take the write.
+            var attributes = File.GetAttributes(temp);
+            File.SetAttributes(temp, attributes & ~FileAttributes.ReadOnly);
+            using (var stream = new FileStream(temp, FileMode.Open, FileAccess.Write, FileShare.None))
+            {
+                foreach (var (offset, flags) in writes)
+                {
+                    stream.Position = offset;
+                    stream.WriteByte((byte)flags);
+                    stream.WriteByte((byte)(flags >> 8));
+                }
+            }
+
+            File.SetAttributes(temp, attributes);
             File.SetLastWriteTimeUtc(temp, lastWrite);
             // Replacing by rename also breaks a hard link into the NuGet cache, which must never be modified.
-            if (File.Exists(path))
-                File.Replace(temp, path, destinationBackupFileName: null);
-            else
-                File.Move(temp, path);
+            File.Replace(temp, path, destinationBackupFileName: null);
         }
         finally
         {

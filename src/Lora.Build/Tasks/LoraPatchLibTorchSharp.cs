@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using Lora.Build.Elf;
@@ -27,6 +28,7 @@ public sealed class LoraPatchLibTorchSharp : Task
         if (Files.Length == 0)
             return true;
 
+        string? current = null;
         try
         {
             var libstdcxx = string.IsNullOrEmpty(LibStdCxxPath)
@@ -44,13 +46,14 @@ public sealed class LoraPatchLibTorchSharp : Task
                 return true;
             }
 
-            var outcomes = Files
-                .Select(f => f.ItemSpec)
-                .Distinct(StringComparer.Ordinal)
-                .Where(File.Exists)
-                .Select(path => (path, outcome: WeakVersionPatcher.Patch(path, LibStdCxxProbe.SoName, Version)))
-                .ToList();
-            var patched = outcomes.Where(o => o.outcome == PatchOutcome.Patched).Select(o => o.path).ToList();
+            var patched = new List<string>();
+            foreach (var path in Files.Select(f => f.ItemSpec).Distinct(StringComparer.Ordinal).Where(File.Exists))
+            {
+                current = path;
+                if (WeakVersionPatcher.Patch(path, LibStdCxxProbe.SoName, Version) == PatchOutcome.Patched)
+                    patched.Add(path);
+            }
+
             if (patched.Count > 0)
             {
                 Log.LogMessage(MessageImportance.High,
@@ -67,7 +70,9 @@ public sealed class LoraPatchLibTorchSharp : Task
         }
         catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
         {
-            Log.LogError($"Lora: could not patch libLibTorchSharp.so: {e.Message}");
+            Log.LogError(subcategory: null, errorCode: "LORABUILD004", helpKeyword: null, file: current,
+                lineNumber: 0, columnNumber: 0, endLineNumber: 0, endColumnNumber: 0,
+                message: $"Lora: could not patch {current ?? "libLibTorchSharp.so"}: {e.Message} (set LoraPatchLibStdCxx=false to skip the patch).");
             return false;
         }
     }
