@@ -8,7 +8,7 @@ public sealed class Consumer
     public const string ExpectedResult = "LORA-CONSUMER cpu 19,22,43,50";
 
     private const string Program = """
-        using Lora.Device;
+        using Lora.Backend;
         using TorchSharp;
 
         // The real thing: libtorch loads through Lora's start-up and multiplies two matrices.
