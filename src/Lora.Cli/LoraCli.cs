@@ -15,6 +15,10 @@ public static class LoraCli
         {
             InfoCommand.Create(stdout),
             TokenizeCommand.Create(stdout),
+            EvalCommand.Create(stdout, stderr),
+            GenerateCommand.Create(stdout, stderr),
+            MergeCommand.Create(stdout, stderr),
+            InspectCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

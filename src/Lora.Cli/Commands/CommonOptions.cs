@@ -12,4 +12,20 @@ internal static class CommonOptions
         Description = "auto (CUDA if available, else CPU), cpu, cuda or cuda:N.",
         DefaultValueFactory = _ => "auto",
     };
+
+    public static Option<string> Model() => new("--model")
+    {
+        Description = "Hugging Face model directory (config.json + model.safetensors or a sharded index).",
+        Required = true,
+    };
+
+    public static Option<string?> Adapter() => new("--adapter") { Description = "PEFT adapter directory (adapter_config.json + adapter_model.safetensors)." };
+
+    public static Option<bool> Merge() => new("--merge") { Description = "Merge the adapter into the base weights before running." };
+
+    public static Option<string> DType() => new("--dtype")
+    {
+        Description = "Model dtype: fp32, bf16 or fp16.",
+        DefaultValueFactory = _ => "fp32",
+    };
 }

@@ -138,14 +138,20 @@ public static class PeftAdapter
         }
     }
 
-    /// <summary>The config as saved: target_modules all-linear is written as the leaf names it resolved to
-    /// (what PEFT writes), so other tools need not resolve it again.</summary>
-    private static LoraConfig ForSaving(nn.Module model, LoraConfig config)
+    /// <summary>
+    /// The config as saved. PEFT's own forms are kept; <c>all-linear</c> and the leaf-or-path regex become the list
+    /// of what they resolved to on this model — the leaf names when those select exactly the same layers (what PEFT
+    /// itself writes for all-linear), else the full dotted paths — so PEFT selects the same set.
+    /// </summary>
+    public static LoraConfig ForSaving(nn.Module model, LoraConfig config)
     {
-        if (config.TargetModules is not { IsAllLinear: true })
+        if (config.TargetModules is null || config.TargetModules.IsPeftForm)
             return config;
-        var leaves = LoraInjector.ResolveTargets(model, config).Select(t => t.Path.Split('.')[^1]).Distinct(StringComparer.Ordinal);
-        return config with { TargetModules = TargetModules.FromNames(leaves) };
+        var resolved = LoraInjector.ResolveTargets(model, config).Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
+        var leaves = resolved.Select(p => p.Split('.')[^1]).Distinct(StringComparer.Ordinal).ToList();
+        var byLeaf = config with { TargetModules = TargetModules.FromNames(leaves) };
+        var leafSelection = LoraInjector.ResolveTargets(model, byLeaf).Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
+        return leafSelection.SetEquals(resolved) ? byLeaf : config with { TargetModules = TargetModules.FromNames(resolved.Order(StringComparer.Ordinal)) };
     }
 
     private static string List(IReadOnlyList<string> keys) =>

@@ -166,6 +166,7 @@ public static class PeftConfigFile
     private static JsonNode? TargetsNode(TargetModules? targets) => targets switch
     {
         null => null,
+        { LeafOrPathPattern: { } p } => throw new LoraException($"target regex '{p}' has no PEFT form; save through PeftAdapter.ForSaving, which writes the layers it resolved to."),
         { IsAllLinear: true } => TargetModules.AllLinearShorthand,
         { Pattern: { } p } => p,
         { Names: { } names } => ListNode(names.Order(StringComparer.Ordinal)),

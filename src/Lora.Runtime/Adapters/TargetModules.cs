@@ -3,9 +3,12 @@ using System.Text.RegularExpressions;
 namespace Lora.Adapters;
 
 /// <summary>
-/// PEFT's <c>target_modules</c>: either a list of names — a module matches when its dotted path equals a name or ends
-/// with <c>"." + name</c> — or one regular expression that must match the whole dotted path (Python
-/// <c>re.fullmatch</c>), or the <c>all-linear</c> shorthand (every linear layer except the output head).
+/// Which modules get adapters. PEFT's <c>target_modules</c> forms: a list of names — a module matches when its dotted
+/// path equals a name or ends with <c>"." + name</c> —, one regular expression that must match the whole dotted path
+/// (Python <c>re.fullmatch</c>), or the <c>all-linear</c> shorthand (every linear layer except the output head).
+/// Plus this product's form, used by <c>[Lora(Targets = ...)]</c> and <c>lora train --targets</c>: a .NET regex that
+/// must fully match either the module's leaf name or its full dotted path (so <c>q_proj|v_proj</c> selects every
+/// q_proj and v_proj). PEFT cannot express that form, so adapters are saved with the resolved list instead.
 /// </summary>
 public sealed class TargetModules
 {
@@ -13,13 +16,41 @@ public sealed class TargetModules
 
     private readonly Regex? _regex;
 
-    private TargetModules(IReadOnlyList<string>? names, string? pattern, bool allLinear)
+    private TargetModules(IReadOnlyList<string>? names, string? pattern, bool allLinear, string? leafOrPathPattern = null)
     {
         Names = names;
         Pattern = pattern;
         IsAllLinear = allLinear;
+        LeafOrPathPattern = leafOrPathPattern;
         if (pattern is not null)
             _regex = PythonRegex.FullMatch(pattern);
+        if (leafOrPathPattern is not null)
+            _regex = LeafOrPathRegex(leafOrPathPattern);
+    }
+
+    /// <summary>The product's leaf-or-path regex form (null otherwise).</summary>
+    public string? LeafOrPathPattern { get; }
+
+    /// <summary>True when the form is one PEFT's adapter_config.json can hold as is.</summary>
+    public bool IsPeftForm => LeafOrPathPattern is null && !IsAllLinear;
+
+    /// <summary>A .NET regex that must fully match a module's leaf name or its full dotted path.</summary>
+    public static TargetModules FromLeafOrPathRegex(string pattern) =>
+        string.Equals(pattern, AllLinearShorthand, StringComparison.OrdinalIgnoreCase)
+            ? AllLinear
+            : new TargetModules(null, null, false, pattern);
+
+    /// <summary>The anchored .NET regex of the leaf-or-path form (what the source generator checks at build time).</summary>
+    public static Regex LeafOrPathRegex(string pattern)
+    {
+        try
+        {
+            return new Regex($"^(?:{pattern})$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        }
+        catch (ArgumentException e)
+        {
+            throw new LoraException($"Invalid target regex '{pattern}': {e.Message}", e);
+        }
     }
 
     /// <summary>The list form (null for the regex form).</summary>
@@ -46,12 +77,14 @@ public sealed class TargetModules
     {
         if (IsAllLinear)
             return true;
+        if (LeafOrPathPattern is not null)
+            return _regex!.IsMatch(path) || _regex.IsMatch(path[(path.LastIndexOf('.') + 1)..]);
         if (_regex is not null)
             return _regex.IsMatch(path);
         return Names!.Any(n => path == n || path.EndsWith("." + n, StringComparison.Ordinal));
     }
 
-    public override string ToString() => IsAllLinear ? AllLinearShorthand : Pattern ?? string.Join("|", Names!);
+    public override string ToString() => IsAllLinear ? AllLinearShorthand : LeafOrPathPattern ?? Pattern ?? string.Join(",", Names!);
 }
 
 /// <summary>Python <c>re</c> patterns in .NET: named groups <c>(?P&lt;n&gt;…)</c> / <c>(?P=n)</c> are translated and the

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Text.Json;
+using Lora.Adapters;
+using Lora.Modules;
+
+namespace Lora.Cli.Commands;
+
+/// <summary><c>lora inspect</c>: the module tree's adaptable layers, which of them a target plan selects, and the
+/// parameter counts in PEFT's format — the run-time view of what <c>[Lora(Targets = ...)]</c> checks at build time.</summary>
+internal static class InspectCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = CommonOptions.Model();
+        var adapter = CommonOptions.Adapter();
+        var targets = new Option<string?>("--targets") { Description = "A target plan to try: leaf names (q_proj,v_proj), a regex on the full path, or all-linear." };
+        var r = new Option<int>("--r") { Description = "Rank for --targets.", DefaultValueFactory = _ => 8 };
+        var json = CommonOptions.Json();
+        var command = new Command("inspect", "Show the adaptable layers, the layers a target plan selects, and parameter counts.")
+        {
+            model, adapter, targets, r, json,
+        };
+        command.SetAction(parse =>
+        {
+            using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), merge: false, "cpu", "fp32", stderr);
+            var m = session.Model;
+            if (parse.GetValue(targets) is { } plan)
+            {
+                var config = new LoraConfig { R = parse.GetValue(r), LoraAlpha = 2 * parse.GetValue(r), TargetModules = TargetSpec.Parse(plan) };
+                LoraInjector.Inject(m, config, adapterName: "inspect");
+            }
+
+            m.MarkOnlyAdaptersTrainable();
+            var layers = m.named_modules()
+                .Where(x => x.module is LinearLayer)
+                .Select(x => (Path: x.name, Layer: (LinearLayer)x.module))
+                .ToList();
+            var rows = layers.Select(l => new
+            {
+                path = l.Path,
+                type = l.Layer.GetType().Name,
+                @in = l.Layer.InFeatures,
+                @out = l.Layer.OutFeatures,
+                adapters = l.Layer.Adapters.Names.ToArray(),
+            }).ToList();
+            var (trainable, all) = m.ParameterCounts();
+            if (parse.GetValue(json))
+            {
+                stdout.WriteLine(JsonSerializer.Serialize(new
+                {
+                    model_type = m.Config.ModelType,
+                    layers = rows,
+                    targets = rows.Where(x => x.adapters.Length > 0).Select(x => x.path),
+                    trainable_params = trainable,
+                    all_params = all,
+                    summary = m.TrainableParametersSummary(),
+                }));
+                return 0;
+            }
+
+            stdout.WriteLine($"{m.GetType().Name} ({m.Config.ModelType}, {m.Config.NumLayers} layers); linear layers:");
+            foreach (var row in rows)
+            {
+                var mark = row.adapters.Length > 0 ? $"  <- LoRA ({string.Join(", ", row.adapters)})" : string.Empty;
+                stdout.WriteLine($"  {row.path}  {row.type} {row.@in}→{row.@out}{mark}");
+            }
+
+            stdout.WriteLine(m.TrainableParametersSummary());
+            return 0;
+        });
+        return command;
+    }
+}
+
+/// <summary>How the CLI spells targets, as <c>[Lora(Targets = ...)]</c> does: <c>all-linear</c>, a comma-separated
+/// list of names (PEFT list semantics), or a .NET regex that must fully match a leaf name or a full dotted path
+/// (<c>q_proj|v_proj</c>, <c>.*layers\.0\..*_proj</c>).</summary>
+internal static class TargetSpec
+{
+    public static TargetModules Parse(string text)
+    {
+        if (string.Equals(text, TargetModules.AllLinearShorthand, StringComparison.OrdinalIgnoreCase))
+            return TargetModules.AllLinear;
+        return text.Contains(',', StringComparison.Ordinal)
+            ? TargetModules.FromNames(text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            : TargetModules.FromLeafOrPathRegex(text);
+    }
+}

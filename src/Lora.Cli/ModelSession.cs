@@ -1,0 +1,63 @@
+using Lora.Adapters;
+using Lora.Backend;
+using Lora.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lora.Cli;
+
+/// <summary>The model a command works on: base checkpoint on the chosen device and dtype, optionally with a PEFT
+/// adapter loaded and merged.</summary>
+internal sealed class ModelSession : IDisposable
+{
+    private ModelSession(CausalLM model, LoraConfig? adapter, torch.Device device)
+    {
+        Model = model;
+        Adapter = adapter;
+        Device = device;
+    }
+
+    public CausalLM Model { get; }
+
+    public LoraConfig? Adapter { get; }
+
+    public torch.Device Device { get; }
+
+    public static ModelSession Open(string modelDir, string? adapterDir, bool merge, string device, string dtype, TextWriter warnings)
+    {
+        var dev = TorchRuntime.Initialize(device);
+        var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev);
+        try
+        {
+            LoraConfig? config = null;
+            if (adapterDir is not null)
+            {
+                config = PeftAdapter.Load(model, adapterDir, warnings: w => warnings.WriteLine($"warning: {w}"));
+                if (merge)
+                    model.MergeAndUnload();
+            }
+            else if (merge)
+            {
+                throw new LoraException("--merge needs --adapter DIR.");
+            }
+
+            model.eval();
+            return new ModelSession(model, config, dev);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public static ScalarType ParseDType(string text) => text.ToLowerInvariant() switch
+    {
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "fp16" or "float16" => ScalarType.Float16,
+        _ => throw new LoraException($"--dtype '{text}' is not one of fp32, bf16, fp16."),
+    };
+
+    public void Dispose() => Model.Dispose();
+}

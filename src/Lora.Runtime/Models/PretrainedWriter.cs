@@ -1,0 +1,66 @@
+using Lora.Adapters;
+using Lora.SafeTensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lora.Models;
+
+/// <summary>
+/// Writes a model as a Hugging Face checkpoint directory that transformers' <c>from_pretrained</c> loads:
+/// <c>config.json</c> (and <c>generation_config.json</c>, tokenizer files) carried over from the source directory,
+/// weights as <c>model.safetensors</c> or size-limited shards with <c>model.safetensors.index.json</c>. A tied
+/// <c>lm_head.weight</c> is written once, under the embedding's key, as <c>save_pretrained</c> does. The directory is
+/// assembled under a temporary name and renamed into place, so an interrupted export leaves nothing half-written.
+/// </summary>
+public static class PretrainedWriter
+{
+    /// <summary>Files copied from the source model directory when present.</summary>
+    public static readonly IReadOnlyList<string> CarriedFiles =
+    [
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+        "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt",
+    ];
+
+    /// <summary>Writes <paramref name="model"/> (adapters must be merged and unloaded first) to
+    /// <paramref name="outputDirectory"/>, which must not exist or be empty.</summary>
+    public static IReadOnlyList<string> Save(CausalLM model, string sourceDirectory, string outputDirectory, long maxShardBytes = 5L << 30)
+    {
+        if (model.AdaptedLayers().Any())
+            throw new LoraException("the model still has adapters: merge and unload them first (MergeAndUnload) to export a plain checkpoint.");
+        var full = Path.GetFullPath(outputDirectory);
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new LoraException($"{outputDirectory}: the output directory exists and is not empty; choose another or remove it.");
+        if (!File.Exists(Path.Combine(sourceDirectory, "config.json")))
+            throw new LoraException($"{sourceDirectory}: no config.json to carry into the exported checkpoint.");
+
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        var staging = Path.Combine(parent, $".{Path.GetFileName(full)}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            foreach (var name in CarriedFiles)
+            {
+                var source = Path.Combine(sourceDirectory, name);
+                if (File.Exists(source))
+                    File.Copy(source, Path.Combine(staging, name));
+            }
+
+            var tensors = model.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)).ToList();
+            using (no_grad())
+                SafeTensorsWriter.WriteCheckpoint(staging, tensors, maxShardBytes);
+
+            if (Directory.Exists(full))
+                Directory.Delete(full);
+            Directory.Move(staging, full);
+        }
+        catch
+        {
+            if (Directory.Exists(staging))
+                Directory.Delete(staging, recursive: true);
+            throw;
+        }
+
+        return Directory.GetFiles(full).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+    }
+}

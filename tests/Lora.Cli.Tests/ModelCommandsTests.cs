@@ -1,0 +1,126 @@
+using System.Text.Json;
+using static Lora.Cli.Tests.CliFixtures;
+
+namespace Lora.Cli.Tests;
+
+/// <summary><c>lora eval / merge / inspect / generate</c> on the reference fixtures.</summary>
+public sealed class ModelCommandsTests
+{
+    private static JsonElement Json(string stdout)
+    {
+        Assert.Single(stdout.TrimEnd('\n').Split('\n'));
+        return JsonDocument.Parse(stdout).RootElement;
+    }
+
+    [Theory]
+    [InlineData("llama_qv")]
+    [InlineData("qwen2_all_linear")]
+    [InlineData("gpt2_c_attn")]
+    public void Eval_of_the_base_model_equals_hf_loss(string @case)
+    {
+        var (code, stdout, stderr) = Run("eval", "--model", Peft(@case, "base"), "--data", InputIdsJsonl(@case), "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        var json = Json(stdout);
+        Assert.Equal(["loss", "perplexity", "tokens"], json.EnumerateObject().Select(p => p.Name));
+        var expected = ReferenceLoss(@case, "base_logits");
+        Assert.Equal(expected, json.GetProperty("loss").GetDouble(), 1e-4 * expected);
+        Assert.Equal(Math.Exp(json.GetProperty("loss").GetDouble()), json.GetProperty("perplexity").GetDouble(), 1e-9);
+        Assert.Equal(2 * 15, json.GetProperty("tokens").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("llama_qv", "adapter", "lora_logits", false)]
+    [InlineData("llama_dora_qv", "adapter", "adapter_logits", false)]
+    [InlineData("qwen2_all_linear", "adapter_trained", "trained_logits", false)]
+    [InlineData("qwen2_all_linear", "adapter_trained", "merged_logits", true)]
+    [InlineData("gpt2_c_attn", "adapter_trained", "merged_logits", true)]
+    public void Eval_with_an_adapter_equals_peft_loss(string @case, string adapter, string logits, bool merge)
+    {
+        string[] args = ["eval", "--model", Peft(@case, "base"), "--adapter", Peft(@case, adapter), "--data", InputIdsJsonl(@case), "--json"];
+        var (code, stdout, stderr) = Run(merge ? [.. args, "--merge"] : args);
+        Assert.True(code == 0, stderr);
+        var expected = ReferenceLoss(@case, logits);
+        Assert.Equal(expected, Json(stdout).GetProperty("loss").GetDouble(), 1e-4 * expected);
+    }
+
+    [Theory]
+    [InlineData("llama_qv")]
+    [InlineData("gpt2_c_attn")]
+    public void Merge_writes_a_checkpoint_that_evaluates_to_merged_logits(string @case)
+    {
+        var output = Path.Combine(TempDirectory(), "merged");
+        var (code, stdout, stderr) = Run("merge", "--model", Peft(@case, "base"), "--adapter", Peft(@case, "adapter_trained"), "--out", output, "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("model.safetensors", Json(stdout).GetProperty("files").EnumerateArray().Select(e => e.GetString()));
+        Assert.True(File.Exists(Path.Combine(output, "config.json")));
+
+        (code, stdout, stderr) = Run("eval", "--model", output, "--data", InputIdsJsonl(@case), "--json");
+        Assert.True(code == 0, stderr);
+        var expected = ReferenceLoss(@case, "merged_logits");
+        Assert.Equal(expected, Json(stdout).GetProperty("loss").GetDouble(), 1e-4 * expected);
+
+        // A second merge into the same directory would overwrite a checkpoint: refused.
+        (code, _, stderr) = Run("merge", "--model", Peft(@case, "base"), "--adapter", Peft(@case, "adapter_trained"), "--out", output);
+        Assert.Equal(1, code);
+        Assert.Contains("not empty", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Inspect_shows_targets_and_peft_parameter_summary()
+    {
+        var (code, stdout, stderr) = Run("inspect", "--model", Peft("llama_qv", "base"), "--targets", "q_proj|v_proj", "--json");
+        Assert.True(code == 0, stderr);
+        var json = Json(stdout);
+        Assert.Equal(
+            ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"],
+            json.GetProperty("targets").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(3584, json.GetProperty("trainable_params").GetInt64());
+        Assert.StartsWith("trainable params: 3,584 || all params: ", json.GetProperty("summary").GetString(), StringComparison.Ordinal);
+
+        (code, stdout, _) = Run("inspect", "--model", Peft("llama_qv", "base"), "--adapter", Peft("llama_qv", "adapter"));
+        Assert.Equal(0, code);
+        Assert.Contains("model.layers.1.self_attn.v_proj  LinearLayer 64→32  <- LoRA (default)", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Inspect_with_a_target_that_matches_nothing_lists_the_layers()
+    {
+        var (code, stdout, stderr) = Run("inspect", "--model", Peft("llama_qv", "base"), "--targets", "x_proj");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.StartsWith("error: target_modules 'x_proj' matches no linear layer. Available: lm_head, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generate_streams_greedy_text_and_json_has_the_tokens()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var (code, stdout, stderr) = Run("generate", "--model", model, "--prompt", "Hello", "--max-new-tokens", "8", "--json");
+        Assert.True(code == 0, stderr);
+        var json = Json(stdout);
+        Assert.Equal(8, json.GetProperty("tokens").GetArrayLength());
+        Assert.Equal("length", json.GetProperty("finish_reason").GetString());
+
+        (code, var text, stderr) = Run("generate", "--model", model, "--prompt", "Hello", "--max-new-tokens", "8");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(json.GetProperty("text").GetString() + "\n", text);
+    }
+
+    [Theory]
+    [InlineData("eval", "--data", "missing.jsonl", "missing.jsonl: file not found")]
+    [InlineData("eval", "--adapter", "/nonexistent/adapter", "/nonexistent/adapter: file not found")]
+    public void User_errors_are_one_line_without_a_stack_trace(string command, string option, string value, string expected)
+    {
+        var data = option == "--data" ? value : InputIdsJsonl("llama_qv");
+        string[] args = [command, "--model", Peft("llama_qv", "base"), "--data", data];
+        if (option == "--adapter")
+            args = [.. args, "--adapter", value];
+        var (code, stdout, stderr) = Run(args);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.StartsWith("error: ", stderr, StringComparison.Ordinal);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+    }
+}
