@@ -5,7 +5,8 @@ namespace Lora.Models;
 
 /// <summary>
 /// The boolean attention mask of a decoder (true = attend): causal over past + new positions, combined with the
-/// padding mask of transformers (<c>attention_mask</c> <c>(B, T_past + T)</c>, 1 = token, 0 = padding).
+/// padding mask of transformers (<c>attention_mask</c> <c>(B, T_past + T)</c>, 1 = token, 0 = padding); or a
+/// ready-made 4-D mask <c>(B, 1, T, T_past + T)</c> (packed sequences), used as is.
 /// </summary>
 internal static class AttentionMask
 {
@@ -18,6 +19,14 @@ internal static class AttentionMask
     public static Tensor? Build(Tensor? attentionMask, long batch, long queryLength, long pastLength, torch.Device device)
     {
         var keyLength = pastLength + queryLength;
+        if (attentionMask is not null && attentionMask.ndim == 4)
+        {
+            // A ready-made (B, 1, T, T_past + T) mask, true = attend: packed sequences (block-diagonal causal).
+            if (attentionMask.shape[0] != batch || attentionMask.shape[1] != 1 || attentionMask.shape[2] != queryLength || attentionMask.shape[3] != keyLength)
+                throw new ArgumentException($"a 4-D attention_mask must be (B, 1, T, T_past + T) = ({batch}, 1, {queryLength}, {keyLength}), got ({string.Join(", ", attentionMask.shape)}).", nameof(attentionMask));
+            return attentionMask.to(ScalarType.Bool, device);
+        }
+
         if (attentionMask is not null && (attentionMask.ndim != 2 || attentionMask.shape[0] != batch || attentionMask.shape[1] != keyLength))
         {
             throw new ArgumentException(

@@ -28,7 +28,9 @@ public abstract class CausalLM : nn.Module
     /// <summary>
     /// Logits <c>(B, T, vocab)</c> for <paramref name="inputIds"/> <c>(B, T)</c> (int64).
     /// <paramref name="attentionMask"/> <c>(B, T_past + T)</c> of 1 (attend) / 0 (padding), as in transformers;
-    /// null means all ones. <paramref name="positionIds"/> <c>(B, T)</c>; null means derived from the mask
+    /// null means all ones; a 4-D bool mask <c>(B, 1, T, T_past + T)</c> (true = attend, e.g. block-diagonal causal for
+    /// packed sequences) is used as is and then needs explicit <paramref name="positionIds"/>.
+    /// <paramref name="positionIds"/> <c>(B, T)</c>; null means derived from the mask
     /// (<c>cumsum(mask) - 1</c>, so left padding keeps real tokens at positions 0, 1, ...) or <c>T_past + arange(T)</c>.
     /// With <paramref name="cache"/>, attends over the cached positions too and appends the new ones.
     /// </summary>

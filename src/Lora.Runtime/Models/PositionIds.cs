@@ -13,6 +13,8 @@ internal static class PositionIds
     /// </summary>
     public static Tensor Default(Tensor? attentionMask, long batch, long queryLength, long pastLength, torch.Device device)
     {
+        if (attentionMask is not null && attentionMask.ndim == 4)
+            throw new ArgumentException("a 4-D attention mask (packed sequences) needs explicit position_ids.", nameof(attentionMask));
         using var scope = NewDisposeScope();
         Tensor positions;
         if (attentionMask is null)
