@@ -8,10 +8,11 @@ namespace Lora.Adapters;
 /// <c>{layer}.adapters.{name}.lora_A.weight</c>. Unlike TorchSharp's <c>ModuleDict</c>, which registers its entries
 /// once, adapters can be added and removed at any time.
 /// </summary>
-public sealed class AdapterDict : nn.Module
+public sealed class AdapterDict<TAdapter> : nn.Module
+    where TAdapter : nn.Module
 {
     public AdapterDict()
-        : base(nameof(AdapterDict))
+        : base("AdapterDict")
     {
     }
 
@@ -21,9 +22,9 @@ public sealed class AdapterDict : nn.Module
 
     public bool ContainsKey(string name) => _internal_submodules.ContainsKey(name);
 
-    public bool TryGetValue(string name, out LoraAdapter adapter)
+    public bool TryGetValue(string name, out TAdapter adapter)
     {
-        if (_internal_submodules.TryGetValue(name, out var module) && module is LoraAdapter a)
+        if (_internal_submodules.TryGetValue(name, out var module) && module is TAdapter a)
         {
             adapter = a;
             return true;
@@ -33,7 +34,7 @@ public sealed class AdapterDict : nn.Module
         return false;
     }
 
-    public void Add(string name, LoraAdapter adapter) => register_module(name, adapter);
+    public void Add(string name, TAdapter adapter) => register_module(name, adapter);
 
     public void Remove(string name) => _internal_submodules.Remove(name);
 }

@@ -3,14 +3,14 @@ namespace Lora.Adapters;
 /// <summary>
 /// Names of adapter parameters in our module tree and in PEFT files. In the model an adapter of the layer at path P
 /// lives at <c>P.adapters.{name}.{suffix}</c>; PEFT saves it as <c>base_model.model.P.{suffix}</c> (suffix
-/// <c>lora_A.weight</c>, <c>lora_B.weight</c>, <c>lora_B.bias</c>, <c>lora_magnitude_vector</c>, ...), with no
+/// <c>lora_A.weight</c>, <c>lora_B.weight</c>, <c>lora_B.bias</c>, <c>lora_magnitude_vector</c>, <c>lora_embedding_A</c>, ...), with no
 /// adapter name in the key (C5).
 /// </summary>
 public static class AdapterKeys
 {
     public const string PeftPrefix = "base_model.model.";
 
-    private const string Segment = "." + Modules.LinearLayer.AdaptersName + ".";
+    private const string Segment = "." + AdaptableModule<LoraAdapter>.AdaptersName + ".";
 
     /// <summary>True for a parameter that belongs to an adapter (not to the base model).</summary>
     public static bool IsAdapterParameter(string parameterName) =>

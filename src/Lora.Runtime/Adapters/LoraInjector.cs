@@ -7,7 +7,7 @@ namespace Lora.Adapters;
 /// <summary>
 /// The one place adapters are attached to layers. The dynamic path (<see cref="Inject"/>: a config resolved against
 /// the module tree at run time, PEFT style) and the source generator's emitted code (typed field accesses resolved at
-/// build time, calling <see cref="Attach"/>) both end here, so they create identical adapters.
+/// build time, calling <c>Attach</c>) both end here, so they create identical adapters.
 /// </summary>
 public static class LoraInjector
 {
@@ -23,20 +23,30 @@ public static class LoraInjector
     public static IReadOnlyList<string> Inject(nn.Module model, LoraConfig config, string adapterName = "default", LoraInit? init = null)
     {
         var targets = ResolveTargets(model, config);
+        var how = init ?? LoraInits.Parse(config.InitLoraWeights);
         foreach (var (path, layer) in targets)
-            Attach(layer, path, config, adapterName, init ?? LoraInits.Parse(config.InitLoraWeights));
+        {
+            if (layer is LinearLayer linear)
+                Attach(linear, path, config, adapterName, how);
+            else
+                Attach((EmbeddingLayer)layer, path, config, adapterName, how);
+        }
+
         return targets.Select(t => t.Path).ToList();
     }
 
-    /// <summary>The adaptable layers <paramref name="config"/> selects, with the same errors as <see cref="Inject"/>.</summary>
-    public static IReadOnlyList<(string Path, LinearLayer Layer)> ResolveTargets(nn.Module model, LoraConfig config)
+    /// <summary>The adaptable layers (linear layers; embeddings when named explicitly) <paramref name="config"/>
+    /// selects, with the same errors as <see cref="Inject"/>.</summary>
+    public static IReadOnlyList<(string Path, IAdapterHost Layer)> ResolveTargets(nn.Module model, LoraConfig config)
     {
         if (config.TargetModules is null)
             throw new LoraException("target_modules is not set: name the layers to adapt (e.g. q_proj,v_proj), a regex, or all-linear.");
         var modules = model.named_modules().ToList();
         var linears = modules.Where(m => m.module is LinearLayer).Select(m => (Path: m.name, Layer: (LinearLayer)m.module)).ToList();
-        var targets = linears
-            .Where(l => config.IsTarget(l.Path) && !(config.TargetModules.IsAllLinear && l.Path == OutputHeadPath))
+        var hosts = modules.Where(m => m.module is LinearLayer || (m.module is EmbeddingLayer && !config.TargetModules.IsAllLinear));
+        var targets = hosts
+            .Where(l => config.IsTarget(l.name) && !(config.TargetModules.IsAllLinear && l.name == OutputHeadPath))
+            .Select(l => (Path: l.name, Layer: (IAdapterHost)l.module))
             .OrderBy(l => l.Path, StringComparer.Ordinal)
             .ToList();
 
@@ -44,7 +54,7 @@ public static class LoraInjector
         if (!config.TargetModules.IsAllLinear)
         {
             var notAdaptable = modules
-                .Where(m => m.name.Length > 0 && m.module is not LinearLayer && !AdapterKeys.IsAdapterParameter(m.name + ".")
+                .Where(m => m.name.Length > 0 && m.module is not IAdapterHost && !AdapterKeys.IsAdapterParameter(m.name + ".")
                     && !m.name.EndsWith("." + LinearLayer.AdaptersName, StringComparison.Ordinal) && config.IsTarget(m.name))
                 .Select(m => $"{m.name} ({m.module.GetType().Name})")
                 .ToList();
@@ -54,6 +64,9 @@ public static class LoraInjector
 
         if (targets.Count == 0)
             throw new LoraException($"target_modules '{config.TargetModules}' matches no linear layer. Available: {Available(linears)}.");
+        var doraEmbedding = targets.FirstOrDefault(t => t.Layer is EmbeddingLayer && config.UseDora);
+        if (doraEmbedding.Path is not null)
+            throw new LoraException($"DoRA on an embedding ({doraEmbedding.Path}) is not supported; target linear layers only or turn DoRA off.");
         return targets;
     }
 
@@ -68,6 +81,14 @@ public static class LoraInjector
         if (config.UseDora)
             layer.EnableDora(adapterName);
         return adapter;
+    }
+
+    /// <summary>Adds one LoRA embedding adapter to <paramref name="layer"/> (A = 0, B ~ N(0, 1), as PEFT).</summary>
+    public static LoraEmbeddingAdapter Attach(EmbeddingLayer layer, string path, LoraConfig config, string adapterName, LoraInit init)
+    {
+        var (r, alpha) = config.RankAndAlphaFor(path);
+        var adapter = new LoraEmbeddingAdapter(layer.NumEmbeddings, layer.EmbeddingDim, r, alpha, config.UseRsLora, init, layer.Weight.device);
+        return layer.AddAdapter(adapterName, adapter);
     }
 
     /// <summary>Leaf names of the linear layers, e.g. <c>q_proj, k_proj, ..., lm_head</c>.</summary>

@@ -9,14 +9,14 @@ namespace Lora.Adapters;
 public static class LoraModelExtensions
 {
     /// <summary>The layers that host at least one adapter, with their paths.</summary>
-    public static IEnumerable<(string Path, LinearLayer Layer)> AdaptedLayers(this nn.Module model) =>
-        model.named_modules().Where(m => m.module is LinearLayer { Adapters.Count: > 0 }).Select(m => (m.name, (LinearLayer)m.module));
+    public static IEnumerable<(string Path, IAdapterHost Layer)> AdaptedLayers(this nn.Module model) =>
+        model.named_modules().Where(m => m.module is IAdapterHost host && host.AdapterNames.Any()).Select(m => (m.name, (IAdapterHost)m.module));
 
     /// <summary>Folds the active adapters into the base weights (<paramref name="safe"/>: refuse NaN/Inf; on refusal
     /// the layers merged so far are unmerged again, so the model is unchanged).</summary>
     public static void MergeAdapters(this nn.Module model, bool safe = true)
     {
-        var done = new List<LinearLayer>();
+        var done = new List<IAdapterHost>();
         foreach (var (path, layer) in model.AdaptedLayers())
         {
             try
@@ -46,7 +46,7 @@ public static class LoraModelExtensions
         model.MergeAdapters(safe);
         foreach (var (_, layer) in model.AdaptedLayers().ToList())
         {
-            foreach (var name in layer.Adapters.Names.ToList())
+            foreach (var name in layer.AdapterNames.ToList())
                 layer.Remove(name);
         }
     }
@@ -66,7 +66,7 @@ public static class LoraModelExtensions
         var any = false;
         foreach (var (_, layer) in model.AdaptedLayers())
         {
-            if (names.All(layer.Adapters.ContainsKey))
+            if (names.All(layer.HasAdapter))
             {
                 layer.SetActiveAdapters(names);
                 any = true;

@@ -42,6 +42,7 @@ public static class PeftAdapter
     /// (atomically, file by file) and returns the directory written.</summary>
     public static string Save(nn.Module model, string root, LoraConfig config, string adapterName = DefaultName)
     {
+        CheckConfigDescribes(model, config, adapterName);
         var dir = DirectoryFor(root, adapterName);
         Directory.CreateDirectory(dir);
         var tensors = StateDict(model, adapterName);
@@ -59,6 +60,22 @@ public static class PeftAdapter
 
         PeftConfigFile.Write(dir, ForSaving(model, config));
         return dir;
+    }
+
+    /// <summary>A saved config must reproduce each layer's rank and α, or PEFT would rebuild different shapes.</summary>
+    private static void CheckConfigDescribes(nn.Module model, LoraConfig config, string adapterName)
+    {
+        foreach (var (path, module) in model.named_modules())
+        {
+            (int Rank, double Alpha)? actual = module switch
+            {
+                Modules.LinearLayer l when l.HasAdapter(adapterName) => (l.Adapter(adapterName).Rank, l.Adapter(adapterName).Alpha),
+                Modules.EmbeddingLayer e when e.HasAdapter(adapterName) => (e.Adapter(adapterName).Rank, e.Adapter(adapterName).Alpha),
+                _ => null,
+            };
+            if (actual is { } a && config.RankAndAlphaFor(path) is var expected && (expected.R != a.Rank || Math.Abs(expected.Alpha - a.Alpha) > 1e-9))
+                throw new LoraException($"the config says r={expected.R}, lora_alpha={expected.Alpha} for {path}, but adapter '{adapterName}' there has r={a.Rank}, alpha={a.Alpha}; save it with a matching config (rank_pattern/alpha_pattern for per-layer values).");
+        }
     }
 
     /// <summary>
@@ -91,9 +108,9 @@ public static class PeftAdapter
     /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it.</summary>
     public static void Remove(nn.Module model, string adapterName)
     {
-        foreach (var layer in model.modules().OfType<Modules.LinearLayer>())
+        foreach (var layer in model.modules().OfType<IAdapterHost>())
         {
-            if (layer.Adapters.ContainsKey(adapterName))
+            if (layer.HasAdapter(adapterName))
                 layer.DeleteAdapter(adapterName);
         }
     }

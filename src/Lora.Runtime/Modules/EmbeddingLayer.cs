@@ -1,3 +1,4 @@
+using Lora.Adapters;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -5,8 +6,9 @@ using static TorchSharp.torch;
 
 namespace Lora.Modules;
 
-/// <summary>Hugging Face <c>nn.Embedding</c>: <c>weight</c> <c>(vocab, dim)</c>; ids <c>(…)</c> → rows <c>(…, dim)</c>.</summary>
-public sealed class EmbeddingLayer : nn.Module<Tensor, Tensor>
+/// <summary>Hugging Face <c>nn.Embedding</c>: <c>weight</c> <c>(vocab, dim)</c>; ids <c>(…)</c> → rows <c>(…, dim)</c>.
+/// Hosts LoRA embedding adapters (<see cref="LoraEmbeddingAdapter"/>) under <c>adapters.{name}</c>.</summary>
+public sealed class EmbeddingLayer : AdaptableModule<LoraEmbeddingAdapter>
 {
     /// <summary><c>(vocab, dim)</c>.</summary>
     [ComponentName(Name = "weight")]
@@ -26,11 +28,29 @@ public sealed class EmbeddingLayer : nn.Module<Tensor, Tensor>
 
     public long EmbeddingDim { get; }
 
-    /// <summary>ids <c>(…)</c> int64 → <c>(…, dim)</c>.</summary>
+    /// <summary>ids <c>(…)</c> int64 → <c>(…, dim)</c>, plus the active, unmerged adapters.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         long[] outShape = [.. ids.shape, EmbeddingDim];
-        return Weight.index_select(0, ids.reshape(-1)).view(outShape).MoveToOuterDisposeScope();
+        var result = Weight.index_select(0, ids.reshape(-1)).view(outShape);
+        if (AdaptersApply)
+        {
+            foreach (var adapter in UnmergedActiveAdapters)
+                result = result + adapter.call(ids).to(result.dtype);
+        }
+
+        return result.MoveToOuterDisposeScope();
     }
+
+    protected override void MergeOne(string name, LoraEmbeddingAdapter adapter, bool safe)
+    {
+        var merged = Weight + adapter.DeltaWeight().to(Weight.dtype);
+        if (safe && !merged.isfinite().all().item<bool>())
+            throw NotFinite(name);
+        Weight.copy_(merged);
+    }
+
+    protected override void UnmergeOne(string name, LoraEmbeddingAdapter adapter) =>
+        Weight.copy_(Weight - adapter.DeltaWeight().to(Weight.dtype));
 }

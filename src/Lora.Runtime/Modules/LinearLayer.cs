@@ -17,7 +17,7 @@ namespace Lora.Modules;
 /// (safely: NaN/Inf refused) and unmerged.
 /// </para>
 /// </summary>
-public class LinearLayer : nn.Module<Tensor, Tensor>
+public class LinearLayer : AdaptableModule<LoraAdapter>
 {
     /// <summary><c>(out, in)</c>, or <c>(in, out)</c> when <see cref="FanInFanOut"/>.</summary>
     [ComponentName(Name = "weight")]
@@ -27,16 +27,7 @@ public class LinearLayer : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "bias")]
     public Parameter? Bias;
 
-    /// <summary>The module name adapters are registered under: <c>{path}.adapters.{name}.lora_A.weight</c>.</summary>
-    public const string AdaptersName = "adapters";
-
-    /// <summary>LoRA adapters by name (empty for a plain layer).</summary>
-    [ComponentName(Name = AdaptersName)]
-    public AdapterDict Adapters = new();
-
-    private readonly List<string> _active = [];
     private readonly Dictionary<string, Tensor> _mergedDoraNorms = [];
-    private readonly List<string> _merged = [];
 
     /// <summary>A layer with uninitialised weights (fill them with a checkpoint or <c>InitializeWeights</c>).</summary>
     public LinearLayer(long inFeatures, long outFeatures, bool hasBias = true, ScalarType dtype = ScalarType.Float32, torch.Device? device = null)
@@ -80,28 +71,6 @@ public class LinearLayer : nn.Module<Tensor, Tensor>
     /// <summary>The weight as <c>(out, in)</c> whatever the storage: the parameter itself, or a transposed view.</summary>
     public Tensor WeightOutIn() => FanInFanOut ? Weight.t() : Weight.alias();
 
-    /// <summary>Adapters whose update is applied in <see cref="forward"/> (or folded into the weight when merged).</summary>
-    public IReadOnlyList<string> ActiveAdapters => _active;
-
-    /// <summary>Adapters currently folded into <see cref="Weight"/>.</summary>
-    public IReadOnlyList<string> MergedAdapters => _merged;
-
-    /// <summary>While true, <see cref="forward"/> is the base layer alone (merged adapters are unmerged first).</summary>
-    public bool AdaptersDisabled { get; private set; }
-
-    /// <summary>Adds adapter <paramref name="name"/>; the first one added becomes active.</summary>
-    public LoraAdapter AddAdapter(string name, LoraAdapter adapter)
-    {
-        if (Adapters.ContainsKey(name))
-            throw new LoraException($"adapter '{name}' already exists on this layer.");
-        if (_merged.Count > 0)
-            throw new LoraException($"cannot add adapter '{name}' while adapters are merged; unmerge first.");
-        Adapters.Add(name, adapter);
-        if (_active.Count == 0)
-            _active.Add(name);
-        return adapter;
-    }
-
     /// <summary>Enables DoRA for adapter <paramref name="name"/>: m₀ = ‖W + ΔW‖ (so the output is unchanged).</summary>
     public void EnableDora(string name)
     {
@@ -113,134 +82,71 @@ public class LinearLayer : nn.Module<Tensor, Tensor>
         adapter.register_parameter("lora_magnitude_vector", adapter.Magnitude);
     }
 
-    /// <summary>Makes exactly <paramref name="names"/> active.</summary>
-    public void SetActiveAdapters(IEnumerable<string> names)
+    /// <summary>W ← W + ΔW (DoRA: W ← (m/‖W + ΔW‖)·(W + ΔW), caching the norm for unmerge); a lora_B bias goes into
+    /// the bias.</summary>
+    protected override void MergeOne(string name, LoraAdapter adapter, bool safe)
     {
-        var list = names.ToList();
-        foreach (var n in list)
-            Adapter(n);
-        if (_merged.Count > 0)
-            throw new LoraException("cannot change the active adapters while adapters are merged; unmerge first.");
-        _active.Clear();
-        _active.AddRange(list);
+        var delta = adapter.DeltaWeight().to(Weight.dtype);
+        var weight = WeightOutIn();
+        Tensor merged;
+        Tensor? norm = null;
+        if (adapter.Magnitude is { } magnitude)
+        {
+            norm = DoraMath.WeightNorm(weight, delta).detach();
+            merged = (magnitude.to(Weight.dtype) / norm).view(-1, 1) * (weight + delta);
+        }
+        else
+        {
+            merged = weight + delta;
+        }
+
+        var newBias = adapter.LoraB.bias is { } loraBias && Bias is not null ? Bias + loraBias.to(Bias.dtype) * adapter.Scaling : null;
+        if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
+            throw NotFinite(name);
+
+        Weight.copy_(FanInFanOut ? merged.t() : merged);
+        if (newBias is not null)
+            Bias!.copy_(newBias);
+        if (norm is not null)
+            _mergedDoraNorms[name] = norm.clone().DetachFromDisposeScope();
     }
 
-    /// <summary>Removes adapter <paramref name="name"/> (unmerging it first if needed).</summary>
-    public void DeleteAdapter(string name)
+    protected override void UnmergeOne(string name, LoraAdapter adapter)
     {
-        if (_merged.Contains(name))
-            Unmerge();
-        Remove(name);
+        var delta = adapter.DeltaWeight().to(Weight.dtype);
+        var weight = WeightOutIn();
+        Tensor original;
+        if (adapter.Magnitude is { } magnitude && _mergedDoraNorms.Remove(name, out var norm))
+        {
+            original = weight / (magnitude.to(Weight.dtype) / norm).view(-1, 1) - delta;
+            norm.Dispose();
+        }
+        else
+        {
+            original = weight - delta;
+        }
+
+        Weight.copy_(FanInFanOut ? original.t() : original);
+        if (adapter.LoraB.bias is { } loraBias && Bias is not null)
+            Bias.copy_(Bias - loraBias.to(Bias.dtype) * adapter.Scaling);
     }
 
-    /// <summary>Removes adapter <paramref name="name"/> as is: if it was merged, its update stays in the weight
-    /// (the second half of merge-and-unload).</summary>
-    public void Remove(string name)
+    protected override void OnRemoved(string name)
     {
-        var adapter = Adapter(name);
-        Adapters.Remove(name);
-        _active.Remove(name);
-        _merged.Remove(name);
         if (_mergedDoraNorms.Remove(name, out var norm))
             norm.Dispose();
-        adapter.Dispose();
-    }
-
-    /// <summary>Turns adapters off (true) or back on; disabling unmerges merged adapters first, as PEFT does.</summary>
-    public void SetAdaptersDisabled(bool disabled)
-    {
-        if (disabled && _merged.Count > 0)
-            Unmerge();
-        AdaptersDisabled = disabled;
-    }
-
-    /// <summary>The adapter named <paramref name="name"/>.</summary>
-    public LoraAdapter Adapter(string name) =>
-        Adapters.TryGetValue(name, out var adapter) ? adapter : throw new LoraException($"no adapter named '{name}' on this layer (has: {string.Join(", ", Adapters.Names)}).");
-
-    /// <summary>
-    /// Folds the active, unmerged adapters into <see cref="Weight"/> (and a lora_B bias into <see cref="Bias"/>).
-    /// With <paramref name="safe"/>, the new weights are computed aside and checked for NaN/Inf before anything is
-    /// written.
-    /// </summary>
-    public void Merge(bool safe = true)
-    {
-        using var noGrad = no_grad();
-        foreach (var name in _active.Where(n => !_merged.Contains(n)).ToList())
-        {
-            using var scope = NewDisposeScope();
-            var adapter = Adapter(name);
-            var delta = adapter.DeltaWeight().to(Weight.dtype);
-            var weight = WeightOutIn();
-            Tensor merged;
-            if (adapter.Magnitude is { } magnitude)
-            {
-                var norm = DoraMath.WeightNorm(weight, delta).detach();
-                merged = (magnitude.to(Weight.dtype) / norm).view(-1, 1) * (weight + delta);
-                _mergedDoraNorms[name] = norm.clone().DetachFromDisposeScope();
-            }
-            else
-            {
-                merged = weight + delta;
-            }
-
-            var newBias = adapter.LoraB.bias is { } loraBias && Bias is not null ? Bias + loraBias.to(Bias.dtype) * adapter.Scaling : null;
-            if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
-            {
-                if (_mergedDoraNorms.Remove(name, out var stale))
-                    stale.Dispose();
-                throw new LoraException($"merging adapter '{name}' would put NaN or Inf into the weights; the adapter is broken, nothing was merged.");
-            }
-
-            Weight.copy_(FanInFanOut ? merged.t() : merged);
-            if (newBias is not null)
-                Bias!.copy_(newBias);
-            _merged.Add(name);
-        }
-    }
-
-    /// <summary>Reverses <see cref="Merge"/> for every merged adapter (exact up to floating-point rounding).</summary>
-    public void Unmerge()
-    {
-        using var noGrad = no_grad();
-        for (var i = _merged.Count - 1; i >= 0; i--)
-        {
-            using var scope = NewDisposeScope();
-            var name = _merged[i];
-            var adapter = Adapter(name);
-            var delta = adapter.DeltaWeight().to(Weight.dtype);
-            var weight = WeightOutIn();
-            Tensor original;
-            if (adapter.Magnitude is { } magnitude && _mergedDoraNorms.Remove(name, out var norm))
-            {
-                original = weight / (magnitude.to(Weight.dtype) / norm).view(-1, 1) - delta;
-                norm.Dispose();
-            }
-            else
-            {
-                original = weight - delta;
-            }
-
-            Weight.copy_(FanInFanOut ? original.t() : original);
-            if (adapter.LoraB.bias is { } loraBias && Bias is not null)
-                Bias.copy_(Bias - loraBias.to(Bias.dtype) * adapter.Scaling);
-            _merged.RemoveAt(i);
-        }
     }
 
     /// <summary><c>x (…, in) → (…, out)</c>: the base map plus the active, unmerged adapters.</summary>
     public override Tensor forward(Tensor x)
     {
-        if (Adapters.Count == 0 || AdaptersDisabled || _active.All(_merged.Contains))
+        if (!AdaptersApply)
             return BaseForward(x);
 
         using var scope = NewDisposeScope();
         var result = BaseForward(x);
-        foreach (var name in _active)
+        foreach (var adapter in UnmergedActiveAdapters)
         {
-            if (_merged.Contains(name))
-                continue;
-            var adapter = Adapter(name);
             if (adapter.Magnitude is null)
             {
                 result = result + adapter.call(x).to(result.dtype);
