@@ -44,6 +44,7 @@ public static class LoraModelExtensions
     public static void MergeAndUnload(this nn.Module model, bool safe = true)
     {
         model.MergeAdapters(safe);
+        BaseOverrides.Forget(model);
         foreach (var (_, layer) in model.AdaptedLayers().ToList())
         {
             foreach (var name in layer.AdapterNames.ToList())
@@ -57,7 +58,12 @@ public static class LoraModelExtensions
     {
         var layers = model.AdaptedLayers().Select(l => l.Layer).ToList();
         layers.ForEach(l => l.SetAdaptersDisabled(true));
-        return new Scope(() => layers.ForEach(l => l.SetAdaptersDisabled(false)));
+        BaseOverrides.Swap(model);
+        return new Scope(() =>
+        {
+            BaseOverrides.Swap(model);
+            layers.ForEach(l => l.SetAdaptersDisabled(false));
+        });
     }
 
     /// <summary>Makes <paramref name="names"/> the active adapters on every layer that has them all.</summary>
@@ -89,6 +95,23 @@ public static class LoraModelExtensions
             var train = AdapterKeys.IsAdapterParameter(name)
                 || (bias == LoraBias.All && isBias)
                 || (bias == LoraBias.LoraOnly && isBias && adaptedPaths.Any(p => name.StartsWith(p, StringComparison.Ordinal)));
+            parameter.requires_grad = train;
+            if (train)
+                trainable.Add((name, parameter));
+        }
+
+        return trainable;
+    }
+
+    /// <summary>Freezes the base model and makes adapter <paramref name="adapterName"/>'s parameters trainable, with
+    /// the biases and modules_to_save its <paramref name="config"/> asks for. Returns the trainable parameters.</summary>
+    public static IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> MarkTrainable(this nn.Module model, LoraConfig config, string adapterName = "default")
+    {
+        var extra = ExtraTrainables.Entries(model, config, adapterName).Select(e => e.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        var trainable = new List<(string, TorchSharp.Modules.Parameter)>();
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            var train = (AdapterKeys.IsAdapterParameter(name) && AdapterKeys.ToPeft(name).Adapter == adapterName) || extra.Contains(parameter);
             parameter.requires_grad = train;
             if (train)
                 trainable.Add((name, parameter));

@@ -22,17 +22,28 @@ public static class PeftAdapter
     public static string DirectoryFor(string root, string adapterName) =>
         adapterName == DefaultName ? root : Path.Combine(root, adapterName);
 
-    /// <summary>The adapter's tensors under their PEFT keys (fp32, CPU).</summary>
-    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName)
+    /// <summary>The adapter's tensors under their PEFT keys (fp32, CPU): its LoRA factors, plus the biases and
+    /// modules_to_save parameters <paramref name="config"/> asks for (<see cref="ExtraTrainables"/>).</summary>
+    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName, LoraConfig? config = null) =>
+        Parameters(model, adapterName, config).ToDictionary(p => p.Key, p => p.Value.detach().to(ScalarType.Float32).cpu().contiguous(), StringComparer.Ordinal);
+
+    /// <summary>PEFT key → the live parameter, for everything the adapter file holds.</summary>
+    private static Dictionary<string, TorchSharp.Modules.Parameter> Parameters(nn.Module model, string adapterName, LoraConfig? config)
     {
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var result = new Dictionary<string, TorchSharp.Modules.Parameter>(StringComparer.Ordinal);
         foreach (var (name, parameter) in model.named_parameters())
         {
             if (!AdapterKeys.IsAdapterParameter(name))
                 continue;
             var (adapter, key) = AdapterKeys.ToPeft(name);
             if (adapter == adapterName)
-                result[key] = parameter.detach().to(ScalarType.Float32).cpu().contiguous();
+                result[key] = parameter;
+        }
+
+        if (config is not null)
+        {
+            foreach (var (key, parameter) in ExtraTrainables.Entries(model, config, adapterName))
+                result[key] = parameter;
         }
 
         return result;
@@ -45,7 +56,7 @@ public static class PeftAdapter
         CheckConfigDescribes(model, config, adapterName);
         var dir = DirectoryFor(root, adapterName);
         Directory.CreateDirectory(dir);
-        var tensors = StateDict(model, adapterName);
+        var tensors = StateDict(model, adapterName, config);
         if (tensors.Count == 0)
             throw new LoraException($"the model has no adapter named '{adapterName}' to save.");
         try
@@ -94,7 +105,7 @@ public static class PeftAdapter
         LoraInjector.Inject(model, config, adapterName, LoraInit.Default);
         try
         {
-            Fill(model, adapterName, file, weightsPath);
+            Fill(model, adapterName, config, file, weightsPath);
         }
         catch
         {
@@ -105,9 +116,11 @@ public static class PeftAdapter
         return config;
     }
 
-    /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it.</summary>
+    /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it, and restores base
+    /// parameters it had replaced (biases, modules_to_save).</summary>
     public static void Remove(nn.Module model, string adapterName)
     {
+        BaseOverrides.Restore(model, adapterName);
         foreach (var layer in model.modules().OfType<IAdapterHost>())
         {
             if (layer.HasAdapter(adapterName))
@@ -115,17 +128,9 @@ public static class PeftAdapter
         }
     }
 
-    private static void Fill(nn.Module model, string adapterName, SafeTensorsFile file, string where)
+    private static void Fill(nn.Module model, string adapterName, LoraConfig config, SafeTensorsFile file, string where)
     {
-        var expected = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (name, parameter) in model.named_parameters())
-        {
-            if (!AdapterKeys.IsAdapterParameter(name))
-                continue;
-            var (adapter, key) = AdapterKeys.ToPeft(name);
-            if (adapter == adapterName)
-                expected[key] = parameter;
-        }
+        var expected = Parameters(model, adapterName, config);
 
         var fileKeys = file.Tensors.Keys.ToDictionary(AdapterKeys.WithPeftPrefix, k => k, StringComparer.Ordinal);
         var missing = expected.Keys.Where(k => !fileKeys.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
@@ -150,10 +155,14 @@ public static class PeftAdapter
         using var noGrad = no_grad();
         foreach (var (key, parameter) in expected)
         {
+            if (!IsLoraKey(key))
+                BaseOverrides.Remember(model, adapterName, parameter);
             using var value = file.Load(fileKeys[key], parameter.dtype, parameter.device);
             parameter.copy_(value);
         }
     }
+
+    private static bool IsLoraKey(string key) => key.Contains(".lora_", StringComparison.Ordinal);
 
     /// <summary>
     /// The config as saved. PEFT's own forms are kept; <c>all-linear</c> and the leaf-or-path regex become the list
