@@ -1,0 +1,13 @@
+using Lora.Bench;
+
+return args.FirstOrDefault() switch
+{
+    "load-memory" => LoadMemory.Run(args[1..]),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32]");
+    return 2;
+}
