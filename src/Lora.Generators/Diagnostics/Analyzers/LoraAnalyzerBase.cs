@@ -51,35 +51,3 @@ public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
             SymbolKind.NamedType);
     }
 }
-
-/// <summary>LORA0001 (targets match nothing), LORA0002 (target not adaptable), LORA0003 (bad regex), LORA0010
-/// (LayersToTransform out of range).</summary>
-[DiagnosticAnalyzer(LanguageNames.CSharp)]
-public sealed class InvalidLoraTargetAnalyzer : LoraAnalyzerBase
-{
-    public InvalidLoraTargetAnalyzer()
-        : base(DiagnosticDescriptors.TargetsMatchNothing, DiagnosticDescriptors.TargetNotAdaptable,
-            DiagnosticDescriptors.InvalidTargetsRegex, DiagnosticDescriptors.InvalidLayersToTransform)
-    {
-    }
-}
-
-/// <summary>LORA0004 (R &lt;= 0), LORA0005 (Alpha &lt;= 0), LORA0006 (Dropout outside [0, 1)).</summary>
-[DiagnosticAnalyzer(LanguageNames.CSharp)]
-public sealed class InvalidLoraHyperparameterAnalyzer : LoraAnalyzerBase
-{
-    public InvalidLoraHyperparameterAnalyzer()
-        : base(DiagnosticDescriptors.InvalidRank, DiagnosticDescriptors.InvalidAlpha, DiagnosticDescriptors.InvalidDropout)
-    {
-    }
-}
-
-/// <summary>LORA0007 (class not partial), LORA0008 (base type not a model), LORA0009 (conflicting attributes).</summary>
-[DiagnosticAnalyzer(LanguageNames.CSharp)]
-public sealed class InvalidLoraModelDeclarationAnalyzer : LoraAnalyzerBase
-{
-    public InvalidLoraModelDeclarationAnalyzer()
-        : base(DiagnosticDescriptors.ModelMustBePartial, DiagnosticDescriptors.BaseTypeNotAModel, DiagnosticDescriptors.ConflictingAttributes)
-    {
-    }
-}
