@@ -116,6 +116,39 @@ public static class PeftAdapter
         return config;
     }
 
+    /// <summary>
+    /// Fills adapter <paramref name="adapterName"/>, already attached to <paramref name="model"/> (e.g. by generated
+    /// typed injection), from the PEFT directory <paramref name="directory"/>, after checking that its
+    /// <c>adapter_config.json</c> agrees with <paramref name="plan"/> on r, lora_alpha, use_rslora, use_dora and
+    /// lora_bias. Fails loudly like <see cref="Load"/> (missing/unexpected keys, shapes); returns the file's config.
+    /// </summary>
+    public static LoraConfig LoadWeights(nn.Module model, string directory, LoraConfig plan, string adapterName = DefaultName, Action<string>? warnings = null)
+    {
+        var config = PeftConfigFile.Read(directory, warnings);
+        var differences = new List<string>();
+        if (config.R != plan.R)
+            differences.Add($"r = {config.R} (plan: {plan.R})");
+        if (config.LoraAlpha != plan.LoraAlpha)
+            differences.Add($"lora_alpha = {config.LoraAlpha} (plan: {plan.LoraAlpha})");
+        if (config.UseRsLora != plan.UseRsLora)
+            differences.Add($"use_rslora = {config.UseRsLora} (plan: {plan.UseRsLora})");
+        if (config.UseDora != plan.UseDora)
+            differences.Add($"use_dora = {config.UseDora} (plan: {plan.UseDora})");
+        if (config.LoraBiasTerm != plan.LoraBiasTerm)
+            differences.Add($"lora_bias = {config.LoraBiasTerm} (plan: {plan.LoraBiasTerm})");
+        if (config.RankPattern.Count > 0 || config.AlphaPattern.Count > 0)
+            differences.Add("rank_pattern/alpha_pattern are set (a plan has one r and alpha)");
+        if (differences.Count > 0)
+            throw new LoraException($"{directory}: adapter_config.json does not match the model's LoRA plan: {string.Join("; ", differences)}.");
+
+        var weightsPath = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
+        if (!File.Exists(weightsPath))
+            throw new LoraException($"{weightsPath}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
+        using var file = SafeTensorsFile.Open(weightsPath);
+        Fill(model, adapterName, config, file, weightsPath);
+        return config;
+    }
+
     /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it, and restores base
     /// parameters it had replaced (biases, modules_to_save).</summary>
     public static void Remove(nn.Module model, string adapterName)

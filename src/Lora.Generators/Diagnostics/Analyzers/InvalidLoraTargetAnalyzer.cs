@@ -1,0 +1,16 @@
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
+
+namespace Lora.Generators.Diagnostics.Analyzers;
+
+/// <summary>LORA0001 (targets match nothing), LORA0002 (target not adaptable), LORA0003 (bad regex), LORA0010
+/// (LayersToTransform out of range).</summary>
+[DiagnosticAnalyzer(LanguageNames.CSharp)]
+public sealed class InvalidLoraTargetAnalyzer : LoraAnalyzerBase
+{
+    public InvalidLoraTargetAnalyzer()
+        : base(DiagnosticDescriptors.TargetsMatchNothing, DiagnosticDescriptors.TargetNotAdaptable,
+            DiagnosticDescriptors.InvalidTargetsRegex, DiagnosticDescriptors.InvalidLayersToTransform)
+    {
+    }
+}

@@ -1,0 +1,53 @@
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using Lora.Generators.Analysis;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
+
+namespace Lora.Generators.Diagnostics.Analyzers;
+
+/// <summary>
+/// Runs <see cref="LoraModelValidator"/> (the rules the generator also checks before it emits anything) on every
+/// class carrying <c>[Lora]</c>, and reports the diagnostics of this analyzer's rule family.
+/// </summary>
+public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
+{
+    private readonly HashSet<string> _ids;
+
+    private protected LoraAnalyzerBase(params DiagnosticDescriptor[] descriptors)
+    {
+        SupportedDiagnostics = descriptors.ToImmutableArray();
+        _ids = new HashSet<string>(descriptors.Select(d => d.Id));
+    }
+
+    public sealed override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; }
+
+    public sealed override void Initialize(AnalysisContext context)
+    {
+        context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+        context.EnableConcurrentExecution();
+        context.RegisterCompilationStartAction(OnCompilationStart);
+    }
+
+    private void OnCompilationStart(CompilationStartAnalysisContext start)
+    {
+        var symbols = LoraSymbols.Create(start.Compilation);
+        if (symbols.LoraAttribute is null)
+            return;
+        start.RegisterSymbolAction(
+            context =>
+            {
+                var type = (INamedTypeSymbol)context.Symbol;
+                if (LoraModelValidator.LoraAttributes(type, symbols).IsEmpty)
+                    return;
+                var validation = LoraModelValidator.Validate(type, symbols, context.CancellationToken);
+                foreach (var diagnostic in validation.Diagnostics)
+                {
+                    if (_ids.Contains(diagnostic.Descriptor.Id))
+                        context.ReportDiagnostic(diagnostic.ToDiagnostic());
+                }
+            },
+            SymbolKind.NamedType);
+    }
+}

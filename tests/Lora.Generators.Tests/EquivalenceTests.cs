@@ -1,0 +1,163 @@
+using Lora.Adapters;
+using Lora.Models;
+using Lora.Runtime.Tests.Models;
+using Lora.SafeTensors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lora.Generators.Tests;
+
+// Real models compiled by the real generator (this project references it as an analyzer).
+
+[Lora(R = 8, Alpha = 16, Targets = "q_proj|v_proj")]
+public partial class LlamaQvLora : LlamaForCausalLM
+{
+}
+
+[Lora(R = 2, Alpha = 32, Targets = @".*layers\.0\.self_attn\.(q|k)_proj")]
+public partial class LlamaLayer0Lora : LlamaForCausalLM
+{
+}
+
+[Lora(R = 8, Alpha = 16, Targets = "c_attn")]
+public partial class Gpt2CAttnLora : Gpt2LMHeadModel
+{
+}
+
+[Lora(R = 4, Alpha = 16, Targets = "q_proj|v_proj")]
+public partial class LlamaWrongRankLora : LlamaForCausalLM
+{
+}
+
+/// <summary>
+/// The generated (typed, build-time-resolved) path and the dynamic (run-time-resolved, PEFT-config) path are the same
+/// thing: same adapter keys and shapes, same initial values under the same seed, and after loading the PEFT fixture
+/// the same logits, equal to PEFT's own within 1e-4 relative.
+/// </summary>
+public class EquivalenceTests
+{
+    private static string Peft(string @case, string part = "") => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", @case, part);
+
+    [Fact]
+    public void Generated_injection_creates_the_adapters_of_the_dynamic_path()
+    {
+        using var scope = NewDisposeScope();
+        var config = (LlamaConfig)ModelConfigLoader.Load(Peft("llama_qv", "base"));
+        using var generated = new LlamaQvLora(config);
+        using var dynamic = new LlamaForCausalLM(config);
+        generated.LoadWeights(Peft("llama_qv", "base"));
+        dynamic.LoadWeights(Peft("llama_qv", "base"));
+
+        torch.manual_seed(1234);
+        var typedPaths = generated.InjectLora();
+        torch.manual_seed(1234);
+        var dynamicPaths = LoraInjector.Inject(dynamic, LlamaQvLora.Plan);
+        Assert.Equal(dynamicPaths, typedPaths);
+        Assert.Equal(["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"], typedPaths);
+
+        var ours = generated.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
+        var theirs = dynamic.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
+        Assert.Equal(theirs.Keys.Order(StringComparer.Ordinal), ours.Keys.Order(StringComparer.Ordinal));
+        foreach (var (name, parameter) in ours)
+            Assert.True(parameter.equal(theirs[name]).all().item<bool>(), $"{name}: same seed, same init");
+
+        // The typed parameter list and the state-dict map cover exactly those parameters, keyed like the PEFT file.
+        Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.LoraParameters().Select(p => p.Name).Order(StringComparer.Ordinal));
+        using var file = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv", "adapter"), PeftAdapter.WeightsFileName));
+        Assert.Equal(file.Tensors.Keys.Select(AdapterKeys.WithPeftPrefix).Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(m => m.PeftKey).Order(StringComparer.Ordinal));
+        Assert.Equal(PeftAdapter.StateDict(dynamic).Keys.Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(m => m.PeftKey).Order(StringComparer.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("llama_qv", "lora_logits")]
+    [InlineData("llama_regex_layer0", "adapter_logits")]
+    [InlineData("gpt2_c_attn", "lora_logits")]
+    public void LoadAdapter_gives_the_dynamic_path_logits_and_peft_logits(string @case, string key)
+    {
+        using var scope = NewDisposeScope();
+        using CausalLM generated = @case switch
+        {
+            "llama_qv" => LlamaQvLora.FromPretrained(Peft(@case, "base")),
+            "llama_regex_layer0" => LlamaLayer0Lora.FromPretrained(Peft(@case, "base")),
+            _ => Gpt2CAttnLora.FromPretrained(Peft(@case, "base")),
+        };
+        switch (generated)
+        {
+            case LlamaQvLora m: m.LoadAdapter(Peft(@case, "adapter")); break;
+            case LlamaLayer0Lora m: m.LoadAdapter(Peft(@case, "adapter")); break;
+            case Gpt2CAttnLora m: m.LoadAdapter(Peft(@case, "adapter")); break;
+        }
+
+        using var dynamic = CausalLM.FromPretrained(Peft(@case, "base"));
+        PeftAdapter.Load(dynamic, Peft(@case, "adapter"));
+        using var expected = SafeTensorsFile.Open(Path.Combine(Peft(@case), "expected.safetensors"));
+        using var noGrad = no_grad();
+        var ids = expected.Load("input_ids");
+        var ours = generated.Forward(ids);
+        LogitsAssert.Close(ours, dynamic.Forward(ids), what: @case + " vs dynamic");
+        LogitsAssert.Close(ours, expected.Load(key), what: @case + " vs PEFT");
+    }
+
+    [Fact]
+    public void Full_path_regex_resolves_layer_0_only_and_saves_full_paths()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LlamaLayer0Lora.FromPretrained(Peft("llama_regex_layer0", "base"));
+        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], model.LoraTargets().Select(t => t.Path));
+        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], model.AdapterConfig().TargetModules!.Names);
+        // The static plan keeps the regex, as one PEFT full-path pattern that selects the same layers.
+        Assert.Equal(model.LoraTargets().Select(t => t.Path), LoraInjector.ResolveTargets(CausalLM.FromPretrained(Peft("llama_regex_layer0", "base")), LlamaLayer0Lora.Plan).Select(t => t.Path));
+    }
+
+    [Fact]
+    public void SaveAdapter_writes_a_peft_adapter_the_dynamic_path_reloads_identically()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LlamaQvLora.FromPretrained(Peft("llama_qv", "base"));
+        model.LoadAdapter(Peft("llama_qv", "adapter"));
+        var dir = Path.Combine(Path.GetTempPath(), "lora-generator-tests", Guid.NewGuid().ToString("N"));
+        model.SaveAdapter(dir);
+        var saved = PeftConfigFile.Read(dir);
+        Assert.Equal(["q_proj", "v_proj"], saved.TargetModules!.Names);
+        Assert.Equal(8, saved.R);
+        Assert.Equal(16, saved.LoraAlpha);
+
+        using var fresh = CausalLM.FromPretrained(Peft("llama_qv", "base"));
+        PeftAdapter.Load(fresh, dir);
+        using var expected = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv"), "expected.safetensors"));
+        using var noGrad = no_grad();
+        var ids = expected.Load("input_ids");
+        Assert.True(fresh.Forward(ids).equal(model.Forward(ids)).all().item<bool>());
+    }
+
+    [Fact]
+    public void LoadAdapter_fails_loudly_when_the_file_is_for_another_plan()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LlamaWrongRankLora.FromPretrained(Peft("llama_qv", "base"));
+        var error = Assert.Throws<LoraException>(() => model.LoadAdapter(Peft("llama_qv", "adapter")));
+        Assert.Contains("r = 8 (plan: 4)", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Merge_unmerge_and_summary_work_on_the_typed_model()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LlamaQvLora.FromPretrained(Peft("llama_qv", "base"));
+        model.LoadAdapter(Peft("llama_qv", "adapter"));
+        var trainable = model.MarkLoraTrainable();
+        Assert.Equal(model.LoraParameters().Select(p => p.Name).Order(StringComparer.Ordinal), trainable.Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.StartsWith("trainable params: 3,584 || all params: ", model.TrainableParametersSummary(), StringComparison.Ordinal);
+
+        using var expected = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv"), "expected.safetensors"));
+        using var noGrad = no_grad();
+        var ids = expected.Load("input_ids");
+        var before = model.Forward(ids);
+        model.Merge();
+        LogitsAssert.Close(model.Forward(ids), before, what: "merged");
+        model.Unmerge();
+        model.MergeAndUnload();
+        Assert.Empty(model.AdaptedLayers());
+        LogitsAssert.Close(model.Forward(ids), before, what: "merge and unload");
+    }
+}

@@ -1,0 +1,9 @@
+using Lora;
+using Lora.Models;
+
+namespace Demo.Gpt2;
+
+[Lora(R = 4, Alpha = 8, Targets = "c_attn", Bias = Lora.Adapters.LoraBias.LoraOnly)]
+public partial class Gpt2Lora : Gpt2LMHeadModel
+{
+}
