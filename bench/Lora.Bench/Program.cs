@@ -3,11 +3,12 @@ using Lora.Bench;
 return args.FirstOrDefault() switch
 {
     "load-memory" => LoadMemory.Run(args[1..]),
+    "make-tiny-llama" => MakeTinyLlama.Run(args[1..]),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32]");
+    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32] | make-tiny-llama [DIR]");
     return 2;
 }
