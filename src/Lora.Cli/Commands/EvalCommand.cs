@@ -17,21 +17,23 @@ internal static class EvalCommand
         var merge = CommonOptions.Merge();
         var data = new Option<string>("--data")
         {
-            Description = "Evaluation data: JSONL rows {\"input_ids\": [...], \"labels\": [...]?} (labels default to the ids; -100 = ignored).",
+            Description = "Evaluation data: Alpaca JSON/JSONL, chat JSONL, plain text (.txt or {\"text\"} rows), or pre-tokenised JSONL rows {\"input_ids\": [...], \"labels\": [...]?}.",
             Required = true,
         };
+        var template = new Option<string?>("--template") { Description = "Prompt template for instruction/chat data: alpaca (default for Alpaca records), llama2, chatml, or a template string." };
+        var maxLength = new Option<int>("--max-length") { Description = "Truncate examples to this many tokens.", DefaultValueFactory = _ => 1024 };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var command = new Command("eval", "Loss and perplexity of a model (and adapter) on a dataset.")
         {
-            model, adapter, merge, data, json, device, dtype,
+            model, adapter, merge, data, template, maxLength, json, device, dtype,
         };
         command.SetAction(parse =>
         {
             using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(merge),
                 parse.GetValue(device)!, parse.GetValue(dtype)!, stderr);
-            var examples = EvalData.Read(parse.GetValue(data)!);
+            var examples = EvalData.Read(parse.GetValue(data)!, parse.GetValue(model)!, parse.GetValue(template), parse.GetValue(maxLength), stderr);
             var result = Evaluator.Evaluate(session.Model, examples);
             if (parse.GetValue(json))
             {
@@ -49,15 +51,20 @@ internal static class EvalCommand
     }
 }
 
-/// <summary>The formats <c>lora eval</c> reads.</summary>
+/// <summary>The formats <c>lora eval</c> reads: pre-tokenised rows stream as they are; anything else goes through
+/// the model's tokenizer and the prompt template, with completion-only labels, as in training.</summary>
 internal static class EvalData
 {
-    public static IEnumerable<TokenizedExample> Read(string path)
+    public static IEnumerable<TokenizedExample> Read(string path, string modelDir, string? template, int maxLength, TextWriter warnings)
     {
-        if (!File.Exists(path))
-            throw new LoraException($"{path}: file not found.");
-        if (!path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
-            throw new LoraException($"{path}: expected a .jsonl file of {{\"input_ids\": [...]}} rows.");
-        return TokenizedJsonlReader.Read(path);
+        var (format, _) = DatasetReader.Detect(path);
+        if (format == DataFormat.Tokenized)
+            return TokenizedJsonlReader.Read(path);
+        var tokenizer = Lora.Tokenization.HfTokenizer.Load(modelDir);
+        var options = new DataOptions { MaxLength = maxLength, Template = template is null ? null : PromptTemplate.Parse(template) };
+        var dataset = InstructionDataset.Load(path, tokenizer, options);
+        if (dataset.Stats.Warning is { } warning)
+            warnings.WriteLine($"warning: {warning}");
+        return dataset.Examples;
     }
 }
