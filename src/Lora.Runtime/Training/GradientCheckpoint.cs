@@ -43,6 +43,11 @@ public static class GradientCheckpoint
         return CheckpointFunction.apply(x, state);
     }
 
+    /// <summary>Blocks recomputed in backward passes so far (for tests and diagnostics).</summary>
+    internal static long Recomputations => Interlocked.Read(ref _recomputations);
+
+    private static long _recomputations;
+
     /// <summary>Releases the handles of gradients given to the autograd engine; call after each backward pass.</summary>
     public static void ReleasePending()
     {
@@ -111,6 +116,7 @@ public static class GradientCheckpoint
 
             state.Dispose();
             gradOutput.Dispose();
+            Interlocked.Increment(ref _recomputations);
             Pending.Enqueue(inputGrad);
             return [inputGrad, null!];
         }
