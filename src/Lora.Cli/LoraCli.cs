@@ -19,6 +19,7 @@ public static class LoraCli
             GenerateCommand.Create(stdout, stderr),
             MergeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
+            TrainCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

@@ -149,6 +149,20 @@ public static class PeftAdapter
         return config;
     }
 
+    /// <summary>
+    /// Fills the weights of adapter <paramref name="adapterName"/>, already attached to <paramref name="model"/>, from
+    /// the PEFT directory <paramref name="directory"/> (strictly: same keys and shapes). Used to resume training.
+    /// </summary>
+    public static void LoadWeights(nn.Module model, string directory, string adapterName = DefaultName)
+    {
+        var weightsPath = Path.Combine(directory, WeightsFileName);
+        if (!File.Exists(weightsPath))
+            throw new LoraException($"{weightsPath}: file not found.");
+        var config = PeftConfigFile.Read(directory);
+        using var file = SafeTensorsFile.Open(weightsPath);
+        Fill(model, adapterName, config, file, weightsPath);
+    }
+
     /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it, and restores base
     /// parameters it had replaced (biases, modules_to_save).</summary>
     public static void Remove(nn.Module model, string adapterName)

@@ -36,6 +36,21 @@ public abstract class CausalLM : nn.Module
     /// </summary>
     public abstract Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null);
 
+    /// <summary>
+    /// Gradient (activation) checkpointing: while training, each decoder block is recomputed in the backward pass
+    /// instead of keeping its activations (transformers' <c>gradient_checkpointing_enable()</c>). Same gradients,
+    /// less memory, one extra forward per block. Architectures that do not support it throw when it is turned on.
+    /// </summary>
+    public virtual bool GradientCheckpointing
+    {
+        get => false;
+        set
+        {
+            if (value)
+                throw new LoraException($"{GetType().Name} does not support gradient checkpointing.");
+        }
+    }
+
     /// <summary>A cache sized for this model.</summary>
     public KvCache NewCache() => new(Config.NumLayers);
 

@@ -33,6 +33,12 @@ public partial class Gpt2LMHeadModel : CausalLM
 
     public override Gpt2Config Config { get; }
 
+    public override bool GradientCheckpointing
+    {
+        get => Transformer.GradientCheckpointing;
+        set => Transformer.GradientCheckpointing = value;
+    }
+
     /// <summary>Loads a GPT-2 checkpoint directory; see <see cref="CausalLM.FromPretrained"/>.</summary>
     public static new Gpt2LMHeadModel FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
         FromPretrained<Gpt2LMHeadModel>(directory, dtype, device);

@@ -40,6 +40,10 @@ public sealed class Gpt2Model : nn.Module
     /// <summary><c>n_positions</c>: rows of <c>wpe</c>.</summary>
     public int MaxPositions { get; }
 
+    /// <summary>Recompute each block in the backward pass instead of keeping its activations
+    /// (<see cref="Training.GradientCheckpoint"/>); only while training with grad enabled and no cache.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>See <see cref="CausalLM.Forward"/>; returns hidden states <c>(B, T, C)</c> after <c>ln_f</c>.</summary>
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
@@ -52,8 +56,13 @@ public sealed class Gpt2Model : nn.Module
         positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
         var x = Drop.call(Wte.call(inputIds.to(device)) + Wpe.call(positionIds));           // (B, T, C)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                   // (B, 1, T, T_past + T) or null
+        var checkpoint = GradientCheckpointing && training && cache is null && is_grad_enabled();
         foreach (var block in H)
-            x = block.Forward(x, mask, cache);
+        {
+            x = checkpoint
+                ? Training.GradientCheckpoint.Run((h, c) => block.Forward(h, c[0], null), x, mask)
+                : block.Forward(x, mask, cache);
+        }
         return LnF.call(x).MoveToOuterDisposeScope();
     }
 }

@@ -33,6 +33,12 @@ public class LlamaForCausalLM : CausalLM
 
     public override LlamaConfig Config { get; }
 
+    public override bool GradientCheckpointing
+    {
+        get => Model.GradientCheckpointing;
+        set => Model.GradientCheckpointing = value;
+    }
+
     /// <summary>Loads a Llama/Mistral (or Qwen2) checkpoint directory; see <see cref="CausalLM.FromPretrained"/>.</summary>
     public static new LlamaForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
         FromPretrained<LlamaForCausalLM>(directory, dtype, device);

@@ -32,6 +32,10 @@ public sealed class LlamaModel : nn.Module
     /// <summary>Rotary embeddings shared by all layers (no parameters).</summary>
     public RotaryEmbedding Rotary { get; }
 
+    /// <summary>Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// (<see cref="Training.GradientCheckpoint"/>); only while training with grad enabled and no cache.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>See <see cref="CausalLM.Forward"/>; returns hidden states <c>(B, T, C)</c> after the final norm.</summary>
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
@@ -43,8 +47,13 @@ public sealed class LlamaModel : nn.Module
         positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
         var (cos, sin) = Rotary.Compute(positionIds, x.dtype);                                // (B, T, d)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                     // (B, 1, T, T_past + T) or null
+        var checkpoint = GradientCheckpointing && training && cache is null && is_grad_enabled();
         foreach (var layer in Layers)
-            x = layer.Forward(x, cos, sin, mask, cache);
+        {
+            x = checkpoint
+                ? Training.GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0]!, c[1]!, c[2], null), x, cos, sin, mask)
+                : layer.Forward(x, cos, sin, mask, cache);
+        }
         return Norm.call(x).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,99 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Lora.Training;
+
+/// <summary>
+/// The <c>checkpoint-{global_step}</c> directories of an output directory (transformers' layout): writing one
+/// atomically (assembled under a hidden temporary name, then renamed), keeping the newest K, and finding the latest.
+/// <code>
+///   checkpoint-{step}/
+///     adapter_config.json, adapter_model.safetensors   PEFT adapter (LoRA)   | config.json, model.safetensors (full / top-N)
+///     optimizer.bin       AdamW state (TorchSharp's native format: per group lr/betas/eps/decay, per parameter step, m, v)
+///     scheduler.json      schedule type, base lr, warmup W, total T, steps taken
+///     rng_state.bin       the CPU torch generator state (dropout)
+///     trainer_state.json  global_step, epoch, log_history, best metric, data position
+///     training_args.json  the options of the run
+/// </code>
+/// </summary>
+public static partial class TrainingCheckpoints
+{
+    public const string Prefix = "checkpoint";
+
+    public const string OptimizerFile = "optimizer.bin";
+
+    public const string SchedulerFile = "scheduler.json";
+
+    public const string RngFile = "rng_state.bin";
+
+    public const string ArgsFile = "training_args.json";
+
+    /// <summary>The directory name for <paramref name="step"/>.</summary>
+    public static string NameFor(int step) => $"{Prefix}-{step.ToString(CultureInfo.InvariantCulture)}";
+
+    /// <summary>Complete checkpoints under <paramref name="outputDirectory"/> (those with a trainer state), by step.</summary>
+    public static IReadOnlyList<(int Step, string Path)> List(string outputDirectory)
+    {
+        if (!Directory.Exists(outputDirectory))
+            return [];
+        return Directory.EnumerateDirectories(outputDirectory)
+            .Select(d => (Match: CheckpointName().Match(Path.GetFileName(d)), Path: d))
+            .Where(x => x.Match.Success && File.Exists(Path.Combine(x.Path, TrainerState.FileName)))
+            .Select(x => (int.Parse(x.Match.Groups[1].Value, CultureInfo.InvariantCulture), x.Path))
+            .OrderBy(x => x.Item1)
+            .ToList();
+    }
+
+    /// <summary>transformers' <c>get_last_checkpoint</c>: the highest step, or null.</summary>
+    public static string? Latest(string outputDirectory) => List(outputDirectory) is { Count: > 0 } all ? all[^1].Path : null;
+
+    /// <summary>Writes <c>checkpoint-{step}</c> with <paramref name="fill"/> filling a fresh temporary directory, then
+    /// renames it into place (replacing an older one of the same step). Returns the final path.</summary>
+    public static string Write(string outputDirectory, int step, Action<string> fill)
+    {
+        Directory.CreateDirectory(outputDirectory);
+        var final = Path.Combine(outputDirectory, NameFor(step));
+        var staging = Path.Combine(outputDirectory, $".{NameFor(step)}.tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            fill(staging);
+            if (Directory.Exists(final))
+                Directory.Delete(final, recursive: true);
+            Directory.Move(staging, final);
+            return final;
+        }
+        catch
+        {
+            if (Directory.Exists(staging))
+                Directory.Delete(staging, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary><c>save_total_limit</c>: deletes the oldest checkpoints until <paramref name="keep"/> remain, never the
+    /// newest one nor <paramref name="protect"/> (the best one; then K + 1 may remain, as in transformers).</summary>
+    public static IReadOnlyList<string> Rotate(string outputDirectory, int? keep, string? protect = null)
+    {
+        var all = List(outputDirectory).Select(c => c.Path).ToList();
+        if (keep is not { } k || all.Count <= k)
+            return [];
+        var removed = new List<string>();
+        var remaining = all.Count;
+        foreach (var dir in all.Take(all.Count - 1))
+        {
+            if (remaining <= k)
+                break;
+            if (protect is not null && Path.GetFullPath(dir) == Path.GetFullPath(protect))
+                continue;
+            Directory.Delete(dir, recursive: true);
+            removed.Add(dir);
+            remaining--;
+        }
+
+        return removed;
+    }
+
+    [GeneratedRegex(@"^checkpoint-(\d+)$")]
+    private static partial Regex CheckpointName();
+}

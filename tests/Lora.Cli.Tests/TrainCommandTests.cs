@@ -1,0 +1,175 @@
+using System.Text.Json;
+using Lora.Adapters;
+using Lora.SafeTensors;
+using static Lora.Cli.Tests.CliFixtures;
+
+namespace Lora.Cli.Tests;
+
+/// <summary><c>lora train</c> end to end on a fixture model with the byte-level tokenizer.</summary>
+public sealed class TrainCommandTests
+{
+    /// <summary>A learnable task: six Alpaca records whose answers the model can memorise.</summary>
+    private static string AlpacaFile(string? dir = null)
+    {
+        var records = new[] { ("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black"), ("blood", "red"), ("sun", "yellow") }
+            .Select(p => new { instruction = $"Color of {p.Item1}?", input = "", output = p.Item2 });
+        var path = Path.Combine(dir ?? TempDirectory(), "colors.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(records));
+        return path;
+    }
+
+    private static string[] Common(string model, string data, string outDir) =>
+        ["train", "--model", model, "--data", data, "--out", outDir, "--device", "cpu", "--batch-size", "3", "--learning-rate", "1e-2", "--targets", "all-linear"];
+
+    private static List<JsonElement> Metrics(string outDir) =>
+        File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+
+    [Fact]
+    public void Trains_and_writes_a_peft_adapter_checkpoints_metrics_and_a_loss_curve()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var data = AlpacaFile();
+        var outDir = Path.Combine(TempDirectory(), "run");
+        var (code, stdout, stderr) = Run([.. Common(model, data, outDir), "--eval-data", data, "--max-steps", "16", "--logging-steps", "2",
+            "--eval-steps", "4", "--save-steps", "4", "--save-total-limit", "2", "--warmup-steps", "2", "--json"]);
+        Assert.True(code == 0, stderr);
+
+        // --json: one object on stdout, nothing else.
+        Assert.Single(stdout.TrimEnd('\n').Split('\n'));
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(16, json.GetProperty("steps").GetInt32());
+        Assert.True(double.IsFinite(json.GetProperty("final_loss").GetDouble()));
+        Assert.True(json.GetProperty("eval_loss").GetDouble() > 0);
+        Assert.Equal(Path.GetFullPath(outDir), json.GetProperty("output_dir").GetString());
+
+        // PEFT-readable adapter: config + F32 safetensors under base_model.model.* keys.
+        var config = PeftConfigFile.Read(outDir);
+        Assert.Equal(8, config.R);
+        Assert.Equal(16, config.LoraAlpha);
+        Assert.True(config.TargetModules!.IsPeftForm);
+        using (var weights = SafeTensorsFile.Open(Path.Combine(outDir, PeftAdapter.WeightsFileName)))
+        {
+            Assert.NotEmpty(weights.Tensors);
+            Assert.All(weights.Tensors.Keys, k => Assert.Matches(@"^base_model\.model\..*\.lora_[AB]\.weight$", k));
+            Assert.All(weights.Tensors.Values, t => Assert.Equal(SafeTensorsDType.F32, t.DType));
+        }
+
+        // Keep-last-2 checkpoints, each complete.
+        Assert.Equal(["checkpoint-12", "checkpoint-16"], Directory.GetDirectories(outDir, "checkpoint-*").Select(Path.GetFileName).Order());
+        foreach (var f in new[] { "adapter_config.json", "adapter_model.safetensors", "optimizer.bin", "scheduler.json", "rng_state.bin", "trainer_state.json" })
+            Assert.True(File.Exists(Path.Combine(outDir, "checkpoint-16", f)), f);
+
+        // metrics.jsonl: train rows every 2 steps, eval rows every 4.
+        var rows = Metrics(outDir);
+        var train = rows.Where(r => r.TryGetProperty("loss", out _)).ToList();
+        var eval = rows.Where(r => r.TryGetProperty("eval_loss", out _)).ToList();
+        Assert.Equal([2, 4, 6, 8, 10, 12, 14, 16], train.Select(r => r.GetProperty("step").GetInt32()));
+        foreach (var r in train)
+        {
+            foreach (var key in new[] { "step", "loss", "lr", "grad_norm", "tokens_per_s", "epoch" })
+                Assert.True(r.TryGetProperty(key, out _), key);
+        }
+
+        Assert.Equal([4, 8, 12, 16], eval.Select(r => r.GetProperty("step").GetInt32()));
+        Assert.All(eval, r => Assert.Equal(Math.Exp(r.GetProperty("eval_loss").GetDouble()), r.GetProperty("eval_perplexity").GetDouble(), 1e-9));
+        // A learnable task: eval loss falls.
+        Assert.True(eval[^1].GetProperty("eval_loss").GetDouble() < eval[0].GetProperty("eval_loss").GetDouble() - 0.1,
+            string.Join(", ", eval.Select(r => r.GetProperty("eval_loss").GetDouble())));
+        // lr at step 2 = lr·λ(1) with 2 warmup steps = 5e-3.
+        Assert.Equal(5e-3, train[0].GetProperty("lr").GetDouble(), 12);
+
+        var svg = File.ReadAllText(Path.Combine(outDir, "loss.svg"));
+        Assert.StartsWith("<svg", svg);
+        Assert.Contains("id=\"train-loss\"", svg);
+        Assert.Contains("id=\"eval-loss\"", svg);
+        Assert.Contains(">step</text>", svg);
+        Assert.Contains(">loss</text>", svg);
+    }
+
+    [Fact]
+    public void Resume_continues_with_the_same_losses()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var data = AlpacaFile();
+        var outDir = Path.Combine(TempDirectory(), "run");
+        string[] args = [.. Common(model, data, outDir), "--max-steps", "6", "--logging-steps", "1", "--save-steps", "3", "--lora-dropout", "0.1"];
+        var (code, stdout, stderr) = Run(args);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("done: 6 steps", stdout);
+        var straight = Metrics(outDir).Select(r => r.GetProperty("loss").GetDouble()).ToList();
+        byte[] straightAdapter = File.ReadAllBytes(Path.Combine(outDir, PeftAdapter.WeightsFileName));
+
+        // As if the run had died after checkpoint-3: resume from the latest checkpoint in --out.
+        Directory.Delete(Path.Combine(outDir, "checkpoint-6"), recursive: true);
+        File.Delete(Path.Combine(outDir, PeftAdapter.WeightsFileName));
+        (code, stdout, stderr) = Run([.. args, "--resume"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("resumed from", stdout);
+        Assert.Equal(straight, Metrics(outDir).Select(r => r.GetProperty("loss").GetDouble()));
+        Assert.Equal(straightAdapter, File.ReadAllBytes(Path.Combine(outDir, PeftAdapter.WeightsFileName)));
+    }
+
+    [Fact]
+    public void Init_adapter_supplies_the_adapter_shape()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var data = AlpacaFile();
+        var outDir = Path.Combine(TempDirectory(), "run");
+        var (code, _, stderr) = Run(["train", "--model", model, "--data", data, "--out", outDir, "--device", "cpu", "--init-adapter", Peft("llama_qv", "adapter"),
+            "--max-steps", "2", "--save-steps", "0", "--packing", "--max-length", "256", "--gradient-checkpointing"]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(["q_proj", "v_proj"], PeftConfigFile.Read(outDir).TargetModules!.Names!.Order());
+        Assert.Empty(Directory.GetDirectories(outDir, "checkpoint-*"));
+    }
+
+    public static TheoryData<string[], string> BadInputs => new()
+    {
+        { ["--epochs", "2"], "--epochs and --max-steps" },
+        { ["--warmup-steps", "2", "--warmup-ratio", "0.1"], "--warmup-steps and --warmup-ratio" },
+        { ["--bf16"], "--bf16 needs a CUDA device" },
+        { ["--scheduler", "polynomial"], "scheduler 'polynomial'" },
+        { ["--init-adapter", "ADAPTER", "--r", "4"], "--init-adapter takes r" },
+        { ["--eval-steps", "5"], "--eval-steps needs --eval-data" },
+        { ["--learning-rate", "-1"], "learning rate" },
+        { ["--targets", "nothing_here"], "matches no linear layer" },
+        { ["--resume"], "no checkpoint" },
+        { ["--max-length", "8"], "no examples left" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void Bad_input_is_one_error_line(string[] extra, string expected)
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var data = AlpacaFile();
+        extra = extra.Select(a => a == "ADAPTER" ? Peft("llama_qv", "adapter") : a).ToArray();
+        var (code, stdout, stderr) = Run(["train", "--model", model, "--data", data, "--out", Path.Combine(TempDirectory(), "run"), "--device", "cpu", "--max-steps", "1", .. extra]);
+        Assert.Equal(1, code);
+        Assert.Equal(string.Empty, stdout);
+        var lines = stderr.TrimEnd('\n').Split('\n');
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public void Bad_data_files_name_the_file()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var dir = TempDirectory();
+        var empty = Path.Combine(dir, "empty.json");
+        File.WriteAllText(empty, "[]");
+        var broken = Path.Combine(dir, "broken.jsonl");
+        File.WriteAllText(broken, "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": 3}\n");
+        foreach (var (file, fragment) in new[] { (empty, "empty.json"), (broken, "broken.jsonl"), (Path.Combine(dir, "missing.json"), "missing.json") })
+        {
+            var (code, stdout, stderr) = Run("train", "--model", model, "--data", file, "--out", Path.Combine(dir, "out"), "--device", "cpu", "--max-steps", "1");
+            Assert.Equal(1, code);
+            Assert.Equal(string.Empty, stdout);
+            Assert.StartsWith("error: ", stderr);
+            Assert.Contains(fragment, stderr);
+            Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        }
+    }
+}
