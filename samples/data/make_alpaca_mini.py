@@ -48,3 +48,23 @@ evals = examples(rng, words[-15:], pairs[-25:], opp[-5:], caps[-4:])
 json.dump(train, open("alpaca-mini.train.json", "w"), indent=1)
 json.dump(evals, open("alpaca-mini.eval.json", "w"), indent=1)
 print(len(train), len(evals))
+
+# The embedded base model's pretraining text (samples/models/README.md): plain sentences stating the facts the
+# tasks ask about — every word, capital and opposite, and many sums — but never in the instruction format, which the
+# LoRA fine-tuning has to teach.
+facts = []
+for w in WORDS:
+    facts.append(f"The word {w} written backwards is {w[::-1]}.")
+    facts.append(f"In capital letters, {w} is {w.upper()}.")
+    facts.append(f"The word {w} has {len(w)} letters.")
+for w, o in OPPOSITES.items():
+    facts.append(f"The opposite of {w} is {o}.")
+for c, city in CAPITALS.items():
+    facts.append(f"The capital of {c} is {city}.")
+for _ in range(900):
+    a, b = rng.randint(1, 60), rng.randint(1, 60)
+    facts.append(f"{a} plus {b} is {a + b}.")
+rng.shuffle(facts)
+paragraphs = [" ".join(facts[i:i + 6]) for i in range(0, len(facts), 6)]
+open("pretrain-corpus.txt", "w").write("\n\n".join(paragraphs) + "\n")
+print(len(facts), "sentences")

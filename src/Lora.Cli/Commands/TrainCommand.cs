@@ -57,9 +57,11 @@ internal static class TrainCommand
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
-        var command = new Command("train", "Fine-tune a LoRA adapter on instruction data.")
+        var mode = new Option<string>("--mode") { Description = "lora (an adapter, the default), full (every weight) or top-layers (the last --top-layers blocks and the final norm).", DefaultValueFactory = _ => "lora" };
+        var topLayers = new Option<int>("--top-layers") { Description = "For --mode top-layers: how many of the last decoder blocks train.", DefaultValueFactory = _ => 2 };
+        var command = new Command("train", "Fine-tune a model on instruction data: a LoRA adapter (default), or all / the top layers' weights.")
         {
-            model, data, output, initAdapter, r, alpha, targets, dropout, template, maxLength, packing, lr, wd, scheduler,
+            mode, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, template, maxLength, packing, lr, wd, scheduler,
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
             loggingSteps, evalData, evalSteps, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
         };
@@ -70,6 +72,15 @@ internal static class TrainCommand
             var modelDir = parse.GetValue(model)!;
 
             // Conflicts first: nothing is loaded for a command line that cannot run.
+            var trainingMode = parse.GetValue(mode)!.ToLowerInvariant() switch
+            {
+                "lora" => TrainingMode.Lora,
+                "full" => TrainingMode.Full,
+                "top-layers" => TrainingMode.TopLayers,
+                var other => throw new LoraException($"--mode '{other}' is not one of lora, full, top-layers."),
+            };
+            if (trainingMode != TrainingMode.Lora && (parse.GetValue(initAdapter) is not null || parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(targets) is not null || parse.GetValue(dropout) is not null))
+                throw new LoraException($"--mode {parse.GetValue(mode)} trains the model's own weights: drop the LoRA options (--init-adapter, --r, --alpha, --targets, --lora-dropout).");
             if (parse.GetValue(epochs) is not null && parse.GetValue(maxSteps) is not null)
                 throw new LoraException("--epochs and --max-steps conflict: give one (--max-steps overrides epochs in transformers; here it is an error).");
             if (parse.GetValue(warmupSteps) is not null && parse.GetValue(warmupRatio) is not null)
@@ -116,6 +127,8 @@ internal static class TrainCommand
                 MaxLength = parse.GetValue(maxLength),
                 Bf16 = parse.GetValue(bf16),
                 GradientCheckpointing = parse.GetValue(checkpointing),
+                Mode = trainingMode,
+                TopLayers = parse.GetValue(topLayers),
             };
             options.Validate();
 
@@ -126,8 +139,12 @@ internal static class TrainCommand
 
             using var causalLm = CausalLM.FromPretrained(modelDir, options.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, dev);
             var tokenizer = HfTokenizer.Load(modelDir);
-            LoraConfig config;
-            if (parse.GetValue(initAdapter) is { } init)
+            LoraConfig? config = null;
+            if (trainingMode != TrainingMode.Lora)
+            {
+                // The model's own weights train; nothing to inject.
+            }
+            else if (parse.GetValue(initAdapter) is { } init)
             {
                 config = PeftAdapter.Load(causalLm, init, warnings: w => stderr.WriteLine($"warning: {w}"));
             }
@@ -180,7 +197,8 @@ internal static class TrainCommand
                     eval_perplexity = lastEval?.EvalPerplexity,
                     steps = result.GlobalStep,
                     output_dir = Path.GetFullPath(result.OutputDirectory),
-                    adapter = new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))),
+                    adapter = trainingMode == TrainingMode.Lora ? new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
+                    model = trainingMode == TrainingMode.Lora ? null : Path.GetFullPath(result.OutputDirectory),
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
                     metrics = Path.GetFullPath(result.MetricsPath),
                     loss_curve = Path.GetFullPath(result.LossCurvePath),
@@ -190,7 +208,9 @@ internal static class TrainCommand
             {
                 var evalText = result.EvalLoss is { } el ? $", eval loss {el.ToString("F4", Inv)}" : string.Empty;
                 stdout.WriteLine($"done: {result.GlobalStep} steps, final loss {result.FinalLoss.ToString("F4", Inv)}{evalText}");
-                stdout.WriteLine($"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})");
+                stdout.WriteLine(trainingMode == TrainingMode.Lora
+                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})"
+                    : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
                 stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}");
             }
 

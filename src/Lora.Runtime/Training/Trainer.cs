@@ -414,8 +414,17 @@ public sealed class Trainer : IDisposable
             return;
         }
 
-        if (_model.Config.Source is { } configPath && File.Exists(configPath))
-            File.Copy(configPath, Path.Combine(dir, "config.json"), overwrite: true);
+        // A usable Hugging Face directory: config, generation config and tokenizer files come along.
+        if (_model.Config.Source is { } configPath && Path.GetDirectoryName(Path.GetFullPath(configPath)) is { } sourceDir)
+        {
+            foreach (var name in PretrainedWriter.CarriedFiles)
+            {
+                var from = Path.Combine(sourceDir, name);
+                if (File.Exists(from))
+                    File.Copy(from, Path.Combine(dir, name), overwrite: true);
+            }
+        }
+
         using var noGrad = no_grad();
         var tensors = _model.named_parameters()
             .Where(p => !(_model.Config.TieWordEmbeddings && p.name == LoraInjector.OutputHeadPath + ".weight"))
