@@ -19,7 +19,7 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor TargetNotAdaptable = Create(
         "LORA0002",
         "LoRA target is not an adaptable layer",
-        "[Lora] on '{0}': Targets '{1}' select {2}, which cannot host LoRA{3}; adaptable layers: {4}");
+        "[Lora] on '{0}': Targets '{1}' select {2}, which cannot host {3}; adaptable layers: {4}");
 
     public static readonly DiagnosticDescriptor InvalidTargetsRegex = Create(
         "LORA0003",
