@@ -19,7 +19,7 @@ internal static class GeneratorConsumer
 
         using var model = QvLora.FromPretrained({{Literal(checkpoint)}});
         model.MarkLoraTrainable();
-        Console.WriteLine("{{ResultPrefix}}" + string.Join(",", model.LoraTargets().Select(t => t.Path).Concat(model.LoraEmbeddingTargets().Select(t => t.Path))));
+        Console.WriteLine("{{ResultPrefix}}" + string.Join(",", model.LoraTargets().Select(t => t.Path).Concat(model.LoraEmbeddingTargets().Select(t => t.Path)).Order(StringComparer.Ordinal)));
         model.PrintTrainableParameters();
 
         [Lora(R = 8, Alpha = 16, Targets = "embed_tokens|q_proj|v_proj", ModulesToSave = new[] { "lm_head" })]
