@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Lora.Generators;
+using Lora.Generators.Helpers;
 using Lora.Generators.Bench;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;

@@ -164,6 +164,11 @@ internal static class LoraTargetResolver
             return IsMatch(regex, path) ? MatchKind.Always : MatchKind.Never;
         }
 
+        // The leaf name does not depend on the indices: when it matches, every index matches (the common case,
+        // "q_proj|v_proj"), without trying the combinations.
+        if (node.Leaf is { } leaf && regex.IsMatch(leaf))
+            return MatchKind.Always;
+
         bool any = false, all = true;
         foreach (var combination in Combinations(candidates, count))
         {
