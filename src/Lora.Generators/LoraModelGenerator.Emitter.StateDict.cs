@@ -10,6 +10,7 @@ public sealed partial class LoraModelGenerator
     internal static partial class Emitter
     {
         private const string TargetTuple = "(string Path, global::Lora.Modules.LinearLayer Layer)";
+        private const string EmbeddingTuple = "(string Path, global::Lora.Modules.EmbeddingLayer Layer)";
         private const string ParameterTuple = "(string Name, global::TorchSharp.Modules.Parameter Parameter)";
 
         /// <summary>The state-dict file: typed target resolution, trainable parameters, the (parameter ↔ PEFT key) map.</summary>
@@ -26,6 +27,12 @@ public sealed partial class LoraModelGenerator
 
             return w.ToString();
         }
+
+        /// <summary>Does any plan of <paramref name="spec"/> target an embedding table? (Only then are the embedding
+        /// members emitted, so models of linear targets only keep the smaller code.)</summary>
+        private static bool HasEmbeddings(LoraModelSpec spec) => spec.Plans.Any(HasEmbeddings);
+
+        private static bool HasEmbeddings(LoraPlanSpec plan) => plan.Targets.Any(t => t.IsEmbedding);
 
         private static void EmitTargets(IndentedTextWriter w, LoraPlanSpec plan, int index)
         {
@@ -54,20 +61,33 @@ public sealed partial class LoraModelGenerator
                 w.WriteLine();
             }
 
-            w.WriteLine($"/// <summary>The layers adapter <c>{Xml(plan.AdapterName)}</c> targets (<c>Targets = {Xml(Literal(plan.Pattern))}</c>), ordinal by path:");
-            foreach (var target in plan.Targets)
+            var linears = plan.Targets.Where(t => !t.IsEmbedding).ToList();
+            EmitTargetMethod(w, plan, index, linears, "layers", TargetTuple, $"__LoraTargets{index}");
+            if (HasEmbeddings(plan))
+                EmitTargetMethod(w, plan, index, plan.Targets.Where(t => t.IsEmbedding).ToList(), "embedding tables", EmbeddingTuple, $"__LoraEmbeddingTargets{index}");
+        }
+
+        private static void EmitTargetMethod(IndentedTextWriter w, LoraPlanSpec plan, int index, List<LoraTargetSpec> targets, string what, string tuple, string method)
+        {
+            var layers = plan.HasLayersToTransform;
+            w.WriteLine($"/// <summary>The {what} adapter <c>{Xml(plan.AdapterName)}</c> targets (<c>Targets = {Xml(Literal(plan.Pattern))}</c>), ordinal by path:");
+            foreach (var target in targets)
                 w.WriteLine($"/// <c>{Xml(target.PathTemplate)}</c>{(target.IsConv1D ? " (Conv1D)" : string.Empty)}{(target.RuntimeCheck ? " (index checked at run time)" : string.Empty)}.");
+            if (targets.Count == 0)
+                w.WriteLine("/// none.");
             w.WriteLine("/// </summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"private global::System.Collections.Generic.List<{TargetTuple}> __LoraTargets{index}()");
+            w.WriteLine($"private global::System.Collections.Generic.List<{tuple}> {method}()");
             using (w.Block())
             {
-                w.WriteLine($"var targets = new global::System.Collections.Generic.List<{TargetTuple}>();");
-                if (layers)
+                w.WriteLine($"var targets = new global::System.Collections.Generic.List<{tuple}>();");
+                // With LayersToTransform every target is in a numbered layer; the bound is checked where there are targets.
+                var checkLayers = layers && targets.Count > 0;
+                if (checkLayers)
                     w.WriteLine("var layerCount = 0;");
-                var context = new EmitContext(index, layers);
-                EmitGroup(w, context, "this", new List<string>(), plan.Targets.Select(t => (t, 0)).ToList(), 0);
-                if (layers)
+                var context = new EmitContext(index, checkLayers);
+                EmitGroup(w, context, "this", new List<string>(), targets.Select(t => (t, 0)).ToList(), 0);
+                if (checkLayers)
                 {
                     w.WriteLine($"foreach (var layer in __LoraLayers{index})");
                     using (w.Block())
@@ -207,6 +227,46 @@ public sealed partial class LoraModelGenerator
             }
 
             w.WriteLine();
+            if (HasEmbeddings(spec))
+            {
+                w.WriteLine("/// <summary>The embedding tables plan <paramref name=\"plan\"/> targets.</summary>");
+                w.WriteLine(GeneratedCode);
+                w.WriteLine($"private global::System.Collections.Generic.List<{EmbeddingTuple}> __LoraEmbeddingTargets(int plan) => plan switch");
+                using (w.Block(";"))
+                {
+                    for (var i = 0; i < spec.Plans.Length; i++)
+                        w.WriteLine(HasEmbeddings(spec.Plans[i]) ? $"{i} => __LoraEmbeddingTargets{i}()," : $"{i} => new global::System.Collections.Generic.List<{EmbeddingTuple}>(),");
+                    w.WriteLine("_ => throw new global::System.ArgumentOutOfRangeException(nameof(plan)),");
+                }
+
+                w.WriteLine();
+                w.WriteLine("/// <summary>The embedding tables the adapter(s) target (LoRA on embeddings, PEFT's <c>lora.Embedding</c>), with their");
+                w.WriteLine("/// paths, ordinal by path (null: every declared adapter).</summary>");
+                w.WriteLine(GeneratedCode);
+                w.WriteLine($"public global::System.Collections.Generic.IReadOnlyList<{EmbeddingTuple}> LoraEmbeddingTargets(string? adapterName = null)");
+                using (w.Block())
+                {
+                    w.WriteLine($"var result = new global::System.Collections.Generic.List<{EmbeddingTuple}>();");
+                    w.WriteLine("var seen = new global::System.Collections.Generic.HashSet<string>(global::System.StringComparer.Ordinal);");
+                    w.WriteLine("foreach (var (plan, _) in __LoraSelect(adapterName))");
+                    using (w.Block())
+                    {
+                        w.WriteLine("foreach (var target in __LoraEmbeddingTargets(plan))");
+                        using (w.Block())
+                        {
+                            w.WriteLine("if (seen.Add(target.Path))");
+                            w.Indent();
+                            w.WriteLine("result.Add(target);");
+                            w.Unindent();
+                        }
+                    }
+
+                    w.WriteLine("return result;");
+                }
+
+                w.WriteLine();
+            }
+
             w.WriteLine("/// <summary>The layers the adapter(s) target, with their paths (= Hugging Face keys), ordinal by path: typed field");
             w.WriteLine("/// accesses resolved at build time (null: every declared adapter).</summary>");
             w.WriteLine(GeneratedCode);
@@ -258,6 +318,23 @@ public sealed partial class LoraModelGenerator
                         w.WriteLine("result.Add(($\"{path}.{(global::Lora.Modules.LinearLayer.AdaptersName)}.{name}.{parameterName}\", parameter));");
                         w.Unindent();
                     }
+
+                    if (HasEmbeddings(spec))
+                    {
+                        w.WriteLine();
+                        w.WriteLine("foreach (var (path, layer) in __LoraEmbeddingTargets(plan))");
+                        using (w.Block())
+                        {
+                            w.WriteLine("if (!layer.Adapters.TryGetValue(name, out var adapter))");
+                            w.Indent();
+                            w.WriteLine("continue;");
+                            w.Unindent();
+                            w.WriteLine("foreach (var (parameterName, parameter) in adapter.named_parameters())");
+                            w.Indent();
+                            w.WriteLine("result.Add(($\"{path}.{(global::Lora.Modules.EmbeddingLayer.AdaptersName)}.{name}.{parameterName}\", parameter));");
+                            w.Unindent();
+                        }
+                    }
                 }
 
                 w.WriteLine("return result;");
@@ -279,14 +356,39 @@ public sealed partial class LoraModelGenerator
             }
 
             w.WriteLine();
-            var bias = spec.Plans.Select(p => p.BiasMember).OrderBy(b => b.EndsWith(".All", System.StringComparison.Ordinal) ? 0 : b.EndsWith(".LoraOnly", System.StringComparison.Ordinal) ? 1 : 2).First();
-            w.WriteLine("/// <summary>Freezes the base model and makes the adapters (and the biases the plan's <c>Bias</c> asks for)");
-            w.WriteLine("/// trainable. Returns the trainable parameters, named.</summary>");
+            w.WriteLine("/// <summary>Freezes the base model and makes the adapter(s) trainable, with what each plan's <c>Bias</c> and");
+            w.WriteLine("/// <c>ModulesToSave</c> ask for (the runtime's <c>MarkTrainable(config)</c>: the same parameters <see cref=\"SaveAdapter\"/>");
+            w.WriteLine("/// writes). Null: every declared adapter. Returns the trainable parameters, named, in model order.</summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"public global::System.Collections.Generic.IReadOnlyList<{ParameterTuple}> MarkLoraTrainable() =>");
-            w.Indent();
-            w.WriteLine($"{Extensions}.MarkOnlyAdaptersTrainable(this, {bias});");
-            w.Unindent();
+            w.WriteLine($"public global::System.Collections.Generic.IReadOnlyList<{ParameterTuple}> MarkLoraTrainable(string? adapterName = null)");
+            using (w.Block())
+            {
+                w.WriteLine("// MarkTrainable freezes everything but one adapter's parameters: collect each adapter's, then set them all.");
+                w.WriteLine("var selected = new global::System.Collections.Generic.HashSet<string>(global::System.StringComparer.Ordinal);");
+                w.WriteLine("foreach (var (plan, name) in __LoraSelect(adapterName))");
+                using (w.Block())
+                {
+                    w.WriteLine($"foreach (var (parameterName, _) in {Extensions}.MarkTrainable(this, __LoraPlans[plan], name))");
+                    w.Indent();
+                    w.WriteLine("selected.Add(parameterName);");
+                    w.Unindent();
+                }
+
+                w.WriteLine();
+                w.WriteLine($"var trainable = new global::System.Collections.Generic.List<{ParameterTuple}>();");
+                w.WriteLine("foreach (var (parameterName, parameter) in this.named_parameters())");
+                using (w.Block())
+                {
+                    w.WriteLine("parameter.requires_grad = selected.Contains(parameterName);");
+                    w.WriteLine("if (parameter.requires_grad)");
+                    w.Indent();
+                    w.WriteLine("trainable.Add((parameterName, parameter));");
+                    w.Unindent();
+                }
+
+                w.WriteLine();
+                w.WriteLine("return trainable;");
+            }
         }
     }
 }

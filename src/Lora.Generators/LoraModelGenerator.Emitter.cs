@@ -181,7 +181,7 @@ public sealed partial class LoraModelGenerator
                 else
                     w.WriteLine($"TargetModules = global::Lora.Adapters.TargetModules.FromPattern({Literal(PythonFullPathPattern(plan.Pattern))}),");
                 w.WriteLine($"Bias = {plan.BiasMember},");
-                w.WriteLine($"FanInFanOut = {Bool(plan.Targets.All(t => t.IsConv1D))},");
+                w.WriteLine($"FanInFanOut = {Bool(plan.Targets.Any(t => !t.IsEmbedding) && plan.Targets.Where(t => !t.IsEmbedding).All(t => t.IsConv1D))},");
                 w.WriteLine($"UseRsLora = {Bool(plan.UseRsLora)},");
                 w.WriteLine($"UseDora = {Bool(plan.UseDora)},");
                 w.WriteLine($"InitLoraWeights = global::Lora.Adapters.LoraInits.ToJsonText({plan.InitMember}),");
@@ -260,11 +260,39 @@ public sealed partial class LoraModelGenerator
                 {
                     w.WriteLine("var config = __LoraPlans[plan];");
                     w.WriteLine("var init = global::Lora.Adapters.LoraInits.Parse(config.InitLoraWeights);");
-                    w.WriteLine("foreach (var (path, layer) in __LoraTargets(plan))");
-                    using (w.Block())
+                    if (!HasEmbeddings(spec))
                     {
-                        w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(layer, path, config, name, init);");
-                        w.WriteLine("injected.Add(path);");
+                        w.WriteLine("foreach (var (path, layer) in __LoraTargets(plan))");
+                        using (w.Block())
+                        {
+                            w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(layer, path, config, name, init);");
+                            w.WriteLine("injected.Add(path);");
+                        }
+                    }
+                    else
+                    {
+                        // Linear layers and embedding tables in one ordinal path order, as the dynamic path attaches them.
+                        w.WriteLine("var linears = __LoraTargets(plan);");
+                        w.WriteLine("var embeddings = __LoraEmbeddingTargets(plan);");
+                        w.WriteLine("for (int l = 0, e = 0; l < linears.Count || e < embeddings.Count;)");
+                        using (w.Block())
+                        {
+                            w.WriteLine("if (e == embeddings.Count || (l < linears.Count && string.CompareOrdinal(linears[l].Path, embeddings[e].Path) < 0))");
+                            using (w.Block())
+                            {
+                                w.WriteLine("var (path, layer) = linears[l++];");
+                                w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(layer, path, config, name, init);");
+                                w.WriteLine("injected.Add(path);");
+                            }
+
+                            w.WriteLine("else");
+                            using (w.Block())
+                            {
+                                w.WriteLine("var (path, table) = embeddings[e++];");
+                                w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(table, path, config, name, init);");
+                                w.WriteLine("injected.Add(path);");
+                            }
+                        }
                     }
                 }
 
@@ -283,7 +311,10 @@ public sealed partial class LoraModelGenerator
                 w.WriteLine("return __LoraLeafForm[plan]");
                 w.Indent();
                 w.WriteLine("? __LoraPlans[plan]");
-                w.WriteLine(": __LoraPlans[plan] with { TargetModules = global::Lora.Adapters.TargetModules.FromNames(global::System.Linq.Enumerable.Select(__LoraTargets(plan), t => t.Path)) };");
+                if (!HasEmbeddings(spec))
+                    w.WriteLine(": __LoraPlans[plan] with { TargetModules = global::Lora.Adapters.TargetModules.FromNames(global::System.Linq.Enumerable.Select(__LoraTargets(plan), t => t.Path)) };");
+                else
+                    w.WriteLine(": __LoraPlans[plan] with { TargetModules = global::Lora.Adapters.TargetModules.FromNames(global::System.Linq.Enumerable.OrderBy(global::System.Linq.Enumerable.Concat(global::System.Linq.Enumerable.Select(__LoraTargets(plan), t => t.Path), global::System.Linq.Enumerable.Select(__LoraEmbeddingTargets(plan), t => t.Path)), p => p, global::System.StringComparer.Ordinal)) };");
                 w.Unindent();
             }
 
@@ -297,7 +328,8 @@ public sealed partial class LoraModelGenerator
         private static void EmitSaveLoad(IndentedTextWriter w, LoraModelSpec spec)
         {
             w.WriteLine("/// <summary>Saves the adapter(s) as PEFT directories under <paramref name=\"directory\"/> (<c>default</c> in it, others in");
-            w.WriteLine("/// subdirectories) with <see cref=\"AdapterConfig\"/>. Returns <paramref name=\"directory\"/>.</summary>");
+            w.WriteLine("/// subdirectories) with <see cref=\"AdapterConfig\"/>: the LoRA factors plus the biases and <c>modules_to_save</c> the plan");
+            w.WriteLine("/// trains, under PEFT's keys (<c>PeftAdapter.Save</c>). Returns <paramref name=\"directory\"/>.</summary>");
             w.WriteLine(GeneratedCode);
             w.WriteLine("public string SaveAdapter(string directory, string? adapterName = null)");
             using (w.Block())
@@ -311,7 +343,8 @@ public sealed partial class LoraModelGenerator
 
             w.WriteLine();
             w.WriteLine("/// <summary>Loads PEFT adapter weights saved for this plan: injects the adapter (typed) unless it is there, checks");
-            w.WriteLine("/// that <c>adapter_config.json</c> agrees with the plan (r, alpha, rsLoRA, DoRA) and fills every tensor, failing loudly on");
+            w.WriteLine("/// that <c>adapter_config.json</c> agrees with the plan (r, alpha, rsLoRA, DoRA) and fills every tensor (biases and");
+            w.WriteLine("/// <c>modules_to_save</c> included, their base values remembered for removal), failing loudly on");
             w.WriteLine("/// a missing or unexpected key or a shape mismatch (the adapter is removed again if it was added here).</summary>");
             w.WriteLine($"/// <exception cref=\"{LoraException}\">The directory does not hold an adapter for this plan.</exception>");
             w.WriteLine(GeneratedCode);
@@ -322,7 +355,9 @@ public sealed partial class LoraModelGenerator
                 using (w.Block())
                 {
                     w.WriteLine("var added = false;");
-                    w.WriteLine("if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))");
+                    w.WriteLine(HasEmbeddings(spec)
+                        ? "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)) && !global::System.Linq.Enumerable.Any(__LoraEmbeddingTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))"
+                        : "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))");
                     using (w.Block())
                     {
                         w.WriteLine("InjectLora(name);");

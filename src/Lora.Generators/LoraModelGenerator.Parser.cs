@@ -64,7 +64,8 @@ public sealed partial class LoraModelGenerator
                 t.Node.Steps,
                 t.RuntimeCheck,
                 t.LayerOrdinal,
-                t.Node.Kind == ModuleKind.Conv1D)).ToEquatableArray();
+                t.Node.Kind == ModuleKind.Conv1D,
+                t.Node.Kind == ModuleKind.Embedding)).ToEquatableArray();
             return new LoraPlanSpec(
                 a.AdapterName,
                 a.R,

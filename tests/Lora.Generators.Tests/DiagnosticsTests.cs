@@ -22,7 +22,8 @@ public class DiagnosticsTests
         { "LORA0001", """[Lora(R = 8, Targets = {|LORA0001:"x_proj"|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0001", """[{|LORA0001:Lora(R = 8)|}] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0002", """[Lora(Targets = {|LORA0002:"input_layernorm"|})] public partial class M : LlamaForCausalLM { }""" },
-        { "LORA0002", """[Lora(Targets = {|LORA0002:"embed_tokens|q_proj"|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0002", """[Lora(Targets = {|LORA0002:"embed_tokens|q_proj"|}, UseDora = true)] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0002", """[Lora(Targets = {|LORA0002:"wte|c_attn"|}, UseDora = true)] public partial class M : Gpt2LMHeadModel { }""" },
         { "LORA0002", """[Lora(Targets = {|LORA0002:"attn"|})] public partial class M : Gpt2LMHeadModel { }""" },
         { "LORA0003", """[Lora(Targets = {|LORA0003:"q_proj("|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0004", """[Lora(R = {|LORA0004:0|}, Targets = "q_proj")] public partial class M : LlamaForCausalLM { }""" },
@@ -82,19 +83,36 @@ public class DiagnosticsTests
         var message = Assert.Single(await AnalyzerRunner.Diagnostics(output)).GetMessage(System.Globalization.CultureInfo.InvariantCulture);
         Assert.Equal("[Lora] on 'M': Targets 'x_proj' match no adaptable layer of LlamaForCausalLM; adaptable layers: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head", message);
 
-        output = TestCompilation.Create(Usings + """[Lora(Targets = "embed_tokens")] public partial class M : LlamaForCausalLM { }""");
-        var embedding = Assert.Single(await AnalyzerRunner.Diagnostics(output));
-        Assert.Equal("LORA0002", embedding.Id);
-        Assert.Contains("'model.embed_tokens' (EmbeddingLayer)", embedding.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
-        Assert.Contains("embeddings is not supported", embedding.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
-        Assert.Equal("docs/diagnostics/LORA0002.md", embedding.Descriptor.HelpLinkUri);
+        output = TestCompilation.Create(Usings + """[Lora(Targets = "embed_tokens", UseDora = true)] public partial class M : LlamaForCausalLM { }""");
+        var dora = Assert.Single(await AnalyzerRunner.Diagnostics(output));
+        Assert.Equal("LORA0002", dora.Id);
+        Assert.Equal("[Lora] on 'M': Targets 'embed_tokens' select 'model.embed_tokens' (EmbeddingLayer), which cannot host DoRA (UseDora = true applies to linear layers only; leave the embedding out of Targets or turn DoRA off); adaptable layers: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head", dora.GetMessage(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal("docs/diagnostics/LORA0002.md", dora.Descriptor.HelpLinkUri);
+
+        output = TestCompilation.Create(Usings + """[Lora(Targets = "input_layernorm")] public partial class M : LlamaForCausalLM { }""");
+        var norm = Assert.Single(await AnalyzerRunner.Diagnostics(output));
+        Assert.Contains("'model.layers.{i}.input_layernorm' (RmsNorm), which cannot host LoRA (only linear layers, LinearLayer and Conv1D, and embedding tables named by Targets can)", norm.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""[Lora(Targets = "embed_tokens")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = "embed_tokens|q_proj|v_proj", ModulesToSave = new[] { "lm_head" })] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = @"model\.embed_tokens")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = "wte|c_attn")] public partial class M : Gpt2LMHeadModel { }""")]
+    public async Task Embeddings_named_by_Targets_are_valid_targets(string code)
+    {
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + code));
+        Assert.Empty(await AnalyzerRunner.Diagnostics(output));
+        Assert.Empty(TestCompilation.Problems(output));
+        var model = result.Results.Single().GeneratedSources.Single(s => s.HintName.EndsWith(".Lora.StateDict.g.cs", StringComparison.Ordinal)).SourceText.ToString();
+        Assert.Contains("LoraEmbeddingTargets(", model, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Every_rule_has_a_documentation_page_and_a_release_entry()
     {
         var ids = AnalyzerRunner.All.SelectMany(a => a.SupportedDiagnostics).Select(d => d.Id).Distinct().Order().ToList();
-        Assert.Equal(Enumerable.Range(1, 10).Select(i => $"LORA{i:0000}"), ids);
+        Assert.Equal(Enumerable.Range(1, 13).Select(i => $"LORA{i:0000}"), ids);
         var unshipped = File.ReadAllText(Path.Combine(TestCompilation.RepoRoot, "src", "Lora.Generators", "AnalyzerReleases.Unshipped.md"));
         foreach (var id in ids)
         {

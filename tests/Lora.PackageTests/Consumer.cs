@@ -29,7 +29,7 @@ public sealed class Consumer
 
     public string NativeDirectory => Path.Combine(OutputDirectory, "runtimes", "linux-x64", "native");
 
-    public static Consumer Create(PackageFixture package, string name, string extraProperties = "")
+    public static Consumer Create(PackageFixture package, string name, string extraProperties = "", string? program = null, string extraItems = "")
     {
         var directory = Path.Combine(package.Root, name);
         System.IO.Directory.CreateDirectory(directory);
@@ -46,9 +46,12 @@ public sealed class Consumer
               <ItemGroup>
                 <PackageReference Include="{PackageFixture.PackageId}" Version="{package.Version}" />
               </ItemGroup>
+              <ItemGroup>
+                {extraItems}
+              </ItemGroup>
             </Project>
             """);
-        File.WriteAllText(Path.Combine(directory, "Program.cs"), Program);
+        File.WriteAllText(Path.Combine(directory, "Program.cs"), program ?? Program);
         // Adds the temporary feed; the machine's configured sources (nuget.org) still apply for the dependencies.
         File.WriteAllText(Path.Combine(directory, "nuget.config"), $"""
             <?xml version="1.0" encoding="utf-8"?>
@@ -60,6 +63,9 @@ public sealed class Consumer
             """);
         return new Consumer(directory);
     }
+
+    /// <summary>Adds (or replaces) a source file of the consumer.</summary>
+    public void Write(string fileName, string text) => File.WriteAllText(Path.Combine(Directory, fileName), text);
 
     public ProcessResult Restore() =>
         ProcessRunner.DotNet(Directory, ["restore", "--disable-build-servers", "-tl:off"]);

@@ -130,6 +130,41 @@ public sealed class PackageTests(PackageFixture package, ITestOutputHelper outpu
         Assert.Contains("error LORABUILD002: LoraTorchBackend='bogus' is not one of cpu, cuda, system.", build.Output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Generator_builds_a_valid_plan_and_each_invalid_plan_is_exactly_its_LORA_error()
+    {
+        var fixtures = Path.Combine(package.RepoRoot, "tests", "fixtures", "peft");
+        var llama = Path.Combine(fixtures, "llama_qv", "base");
+        var consumer = Consumer.Create(package, "consumer-generator",
+            program: GeneratorConsumer.Program(llama),
+            extraItems: GeneratorConsumer.Checkpoints(llama, Path.Combine(fixtures, "gpt2_c_attn", "base")));
+        Check(consumer.Restore());
+
+        // Valid: generated from the packed analyzer, validated against the checkpoint by the packed task + analyzer, run.
+        var build = Check(consumer.Build());
+        Assert.DoesNotContain("warning LORA", build.Output, StringComparison.Ordinal);
+        var run = Check(consumer.Run());
+        var lines = Lines(run.Output);
+        Assert.Contains(GeneratorConsumer.ResultPrefix + "model.embed_tokens,model.layers.0.self_attn.q_proj,model.layers.0.self_attn.v_proj,model.layers.1.self_attn.q_proj,model.layers.1.self_attn.v_proj", lines);
+        Assert.Contains(lines, l => l.StartsWith(GeneratorConsumer.ExpectedSummary, StringComparison.Ordinal));
+
+        // Invalid: one plan per file, one build; each file gets exactly its error, and the compiler adds none.
+        foreach (var (file, (_, source)) in GeneratorConsumer.InvalidPlans)
+            consumer.Write(file, source);
+        var failed = consumer.Build();
+        output.WriteLine(failed.ToString());
+        Assert.False(failed.Succeeded, failed.ToString());
+        var errors = Lines(failed.Output).Where(l => l.Contains(": error ", StringComparison.Ordinal)).Distinct(StringComparer.Ordinal).ToList();
+        Assert.DoesNotContain(errors, l => l.Contains("error CS", StringComparison.Ordinal));
+        foreach (var (file, (id, _)) in GeneratorConsumer.InvalidPlans)
+        {
+            var mine = errors.Where(l => l.Contains(Path.DirectorySeparatorChar + file + "(", StringComparison.Ordinal)).ToList();
+            Assert.True(mine.Count == 1 && mine[0].Contains($"error {id}: ", StringComparison.Ordinal), $"{file}: expected exactly one error {id}, got:\n{string.Join("\n", mine)}\n{failed}");
+        }
+
+        Assert.Equal(GeneratorConsumer.InvalidPlans.Count, errors.Count);
+    }
+
     private ProcessResult Check(ProcessResult result)
     {
         output.WriteLine(result.ToString());

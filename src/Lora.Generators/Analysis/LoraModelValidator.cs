@@ -128,13 +128,15 @@ internal static class LoraModelValidator
             }
             else if (resolution.NotAdaptable.Length > 0)
             {
-                var what = string.Join(", ", resolution.NotAdaptable.Take(3).Select(n => $"'{n.DisplayPath}' ({n.TypeName})"))
-                    + (resolution.NotAdaptable.Length > 3 ? $" and {resolution.NotAdaptable.Length - 3} more" : string.Empty);
-                var why = resolution.NotAdaptable.Any(n => n.Kind == ModuleKind.Embedding)
-                    ? " (LoRA on embeddings is not supported by the runtime yet)"
-                    : " (only linear layers, LinearLayer and Conv1D, can)";
                 diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetNotAdaptable, targetsLocation,
-                    new object[] { name, a.Targets!, what, why, List(resolution.AvailableLeaves) }));
+                    new object[] { name, a.Targets!, Culprits(resolution.NotAdaptable), "LoRA (only linear layers, LinearLayer and Conv1D, and embedding tables named by Targets can)", List(resolution.AvailableLeaves) }));
+            }
+            else if (a.UseDora && resolution.Targets.Any(t => t.Node.Kind == ModuleKind.Embedding))
+            {
+                // PEFT has no DoRA for embeddings either (lora.Embedding refuses use_dora); the runtime throws the same.
+                var embeddings = resolution.Targets.Where(t => t.Node.Kind == ModuleKind.Embedding).Select(t => t.Node).ToList();
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetNotAdaptable, targetsLocation,
+                    new object[] { name, a.Targets!, Culprits(embeddings), "DoRA (UseDora = true applies to linear layers only; leave the embedding out of Targets or turn DoRA off)", List(resolution.AvailableLeaves) }));
             }
             else if (resolution.Targets.IsEmpty && resolution.OutsideLayers.Length > 0)
             {
@@ -150,6 +152,10 @@ internal static class LoraModelValidator
 
         return new LoraModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Plans = plans.ToImmutableArray() };
     }
+
+    private static string Culprits(IReadOnlyList<ModuleNode> nodes) =>
+        string.Join(", ", nodes.Take(3).Select(n => $"'{n.DisplayPath}' ({n.TypeName})"))
+        + (nodes.Count > 3 ? $" and {nodes.Count - 3} more" : string.Empty);
 
     private static string BaseName(INamedTypeSymbol type) => type.BaseType?.Name ?? type.Name;
 

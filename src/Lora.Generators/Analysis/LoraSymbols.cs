@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Lora.Generators.Helpers;
 using Microsoft.CodeAnalysis;
 
@@ -44,7 +45,11 @@ internal sealed class LoraSymbols
 
     public INamedTypeSymbol? Device { get; }
 
-    public static LoraSymbols Create(Compilation compilation) => new(compilation);
+    private static readonly ConditionalWeakTable<Compilation, LoraSymbols> Cache = new();
+
+    /// <summary>The symbols of <paramref name="compilation"/>, looked up once per compilation (the generator's transform
+    /// runs once per [Lora] class, the analyzers once per compilation).</summary>
+    public static LoraSymbols Create(Compilation compilation) => Cache.GetValue(compilation, static c => new LoraSymbols(c));
 
     public static bool DerivesFrom(ITypeSymbol? type, INamedTypeSymbol? baseType)
     {

@@ -20,7 +20,7 @@ internal sealed class TargetResolution
     /// <summary>Adaptable modules selected, ordinal by path template.</summary>
     public ImmutableArray<TargetMatch> Targets { get; init; } = ImmutableArray<TargetMatch>.Empty;
 
-    /// <summary>Modules selected that cannot host LoRA (norms, embeddings, containers).</summary>
+    /// <summary>Modules selected that cannot host LoRA (norms, dropout, containers).</summary>
     public ImmutableArray<ModuleNode> NotAdaptable { get; init; } = ImmutableArray<ModuleNode>.Empty;
 
     /// <summary>Adaptable modules the regex selects but <c>LayersToTransform</c> leaves out because they are in no
@@ -92,12 +92,12 @@ internal static class LoraTargetResolver
                 var layerOrdinal = LayerOrdinal(node);
                 if (layersToTransform is not null && layerOrdinal < 0)
                 {
-                    if (node.IsAdaptable)
+                    if (node.IsHost)
                         outsideLayers.Add(node);
                     continue;
                 }
 
-                if (node.IsAdaptable)
+                if (node.IsHost)
                     targets.Add(new TargetMatch(node, match == MatchKind.Sometimes, layerOrdinal));
                 else
                     notAdaptable.Add(node);
@@ -164,6 +164,11 @@ internal static class LoraTargetResolver
             return IsMatch(regex, path) ? MatchKind.Always : MatchKind.Never;
         }
 
+        // The leaf name does not depend on the indices: when it matches, every index matches (the common case,
+        // "q_proj|v_proj"), without trying the combinations.
+        if (node.Leaf is { } leaf && regex.IsMatch(leaf))
+            return MatchKind.Always;
+
         bool any = false, all = true;
         foreach (var combination in Combinations(candidates, count))
         {
@@ -224,7 +229,7 @@ internal static class LoraTargetResolver
         var selected = new HashSet<ModuleNode>(targets.Select(t => t.Node));
         foreach (var node in nodes)
         {
-            if (!node.IsAdaptable || node.Leaf is null || !leaves.Contains(node.Leaf) || IsModuleToSave(node, modulesToSave))
+            if (!node.IsHost || node.Leaf is null || !leaves.Contains(node.Leaf) || IsModuleToSave(node, modulesToSave))
                 continue;
             if (layersToTransform is not null && LayerOrdinal(node) < 0)
                 continue;

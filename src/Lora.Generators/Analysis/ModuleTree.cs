@@ -20,7 +20,7 @@ internal enum ModuleKind
     /// <summary><c>Lora.Modules.Conv1D</c> (GPT-2, fan_in_fan_out): adaptable.</summary>
     Conv1D,
 
-    /// <summary><c>Lora.Modules.EmbeddingLayer</c>: not adaptable yet.</summary>
+    /// <summary><c>Lora.Modules.EmbeddingLayer</c>: adaptable when the targets name it (PEFT's <c>lora.Embedding</c>).</summary>
     Embedding,
 
     /// <summary>Any other leaf (norms, dropout, TorchSharp modules): not adaptable.</summary>
@@ -30,7 +30,11 @@ internal enum ModuleKind
 /// <summary>A module of the tree: the steps from the root, its kind, and its C# type name (for messages).</summary>
 internal sealed record ModuleNode(EquatableArray<AccessStep> Steps, ModuleKind Kind, string TypeName)
 {
+    /// <summary>A linear layer: what a broad pattern is meant to select, and what messages list.</summary>
     public bool IsAdaptable => Kind is ModuleKind.Linear or ModuleKind.Conv1D;
+
+    /// <summary>Can host a LoRA adapter: a linear layer, or an embedding table the targets name.</summary>
+    public bool IsHost => IsAdaptable || Kind == ModuleKind.Embedding;
 
     public int PlaceholderCount => Steps.Count(s => s.IsListIndex);
 

@@ -19,7 +19,7 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor TargetNotAdaptable = Create(
         "LORA0002",
         "LoRA target is not an adaptable layer",
-        "[Lora] on '{0}': Targets '{1}' select {2}, which cannot host LoRA{3}; adaptable layers: {4}");
+        "[Lora] on '{0}': Targets '{1}' select {2}, which cannot host {3}; adaptable layers: {4}");
 
     public static readonly DiagnosticDescriptor InvalidTargetsRegex = Create(
         "LORA0003",
@@ -61,7 +61,23 @@ internal static class DiagnosticDescriptors
         "LayersToTransform is out of range",
         "[Lora] on '{0}': LayersToTransform {1}");
 
-    private static DiagnosticDescriptor Create(string id, string title, string message) =>
-        new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
+    public static readonly DiagnosticDescriptor CheckpointMissingTargets = Create(
+        "LORA0011",
+        "LoRA targets are missing from the checkpoint",
+        "[Lora] on '{0}': checkpoint '{1}' has no weight for {2} target(s): {3}");
+
+    public static readonly DiagnosticDescriptor CheckpointIncompatibleShape = Create(
+        "LORA0012",
+        "A LoRA target's checkpoint weight has an incompatible shape",
+        "[Lora] on '{0}': checkpoint '{1}': {2}");
+
+    public static readonly DiagnosticDescriptor CheckpointUnreadable = Create(
+        "LORA0013",
+        "LoRA checkpoint metadata could not be read",
+        "[Lora] on '{0}': checkpoint '{1}' could not be checked: {2}",
+        DiagnosticSeverity.Warning);
+
+    private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
+        new(id, title, message, Category, severity, isEnabledByDefault: true,
             helpLinkUri: HelpBase + id + ".md");
 }

@@ -30,7 +30,8 @@ public sealed class LoraAttribute : Attribute
     /// A .NET regular expression selecting the layers to adapt. It must fully match (<c>^(?:…)$</c>) either a
     /// module's leaf (Hugging Face) name, e.g. <c>"q_proj|v_proj"</c>, or its full dotted path, e.g.
     /// <c>@"model\.layers\.0\.self_attn\.q_proj"</c>; indices of a <c>ModuleList</c> appear in paths as numbers.
-    /// Only linear layers (<see cref="Modules.LinearLayer"/>, <see cref="Modules.Conv1D"/>) can be targets.
+    /// Linear layers (<see cref="Modules.LinearLayer"/>, <see cref="Modules.Conv1D"/>) and embedding tables
+    /// (<see cref="Modules.EmbeddingLayer"/>, e.g. <c>"embed_tokens|q_proj|v_proj"</c>; not with <see cref="UseDora"/>) can be targets.
     /// </summary>
     public string? Targets { get; set; }
 

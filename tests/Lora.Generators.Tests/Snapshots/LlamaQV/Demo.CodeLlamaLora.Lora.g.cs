@@ -127,7 +127,8 @@ namespace Demo
         private static readonly bool[] __LoraLeafForm = new bool[] { true };
 
         /// <summary>Saves the adapter(s) as PEFT directories under <paramref name="directory"/> (<c>default</c> in it, others in
-        /// subdirectories) with <see cref="AdapterConfig"/>. Returns <paramref name="directory"/>.</summary>
+        /// subdirectories) with <see cref="AdapterConfig"/>: the LoRA factors plus the biases and <c>modules_to_save</c> the plan
+        /// trains, under PEFT's keys (<c>PeftAdapter.Save</c>). Returns <paramref name="directory"/>.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public string SaveAdapter(string directory, string? adapterName = null)
         {
@@ -137,7 +138,8 @@ namespace Demo
         }
 
         /// <summary>Loads PEFT adapter weights saved for this plan: injects the adapter (typed) unless it is there, checks
-        /// that <c>adapter_config.json</c> agrees with the plan (r, alpha, rsLoRA, DoRA) and fills every tensor, failing loudly on
+        /// that <c>adapter_config.json</c> agrees with the plan (r, alpha, rsLoRA, DoRA) and fills every tensor (biases and
+        /// <c>modules_to_save</c> included, their base values remembered for removal), failing loudly on
         /// a missing or unexpected key or a shape mismatch (the adapter is removed again if it was added here).</summary>
         /// <exception cref="global::Lora.LoraException">The directory does not hold an adapter for this plan.</exception>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]

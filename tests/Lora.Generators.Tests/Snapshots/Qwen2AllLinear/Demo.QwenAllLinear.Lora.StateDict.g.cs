@@ -92,10 +92,29 @@ namespace Demo
             return result;
         }
 
-        /// <summary>Freezes the base model and makes the adapters (and the biases the plan's <c>Bias</c> asks for)
-        /// trainable. Returns the trainable parameters, named.</summary>
+        /// <summary>Freezes the base model and makes the adapter(s) trainable, with what each plan's <c>Bias</c> and
+        /// <c>ModulesToSave</c> ask for (the runtime's <c>MarkTrainable(config)</c>: the same parameters <see cref="SaveAdapter"/>
+        /// writes). Null: every declared adapter. Returns the trainable parameters, named, in model order.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
-        public global::System.Collections.Generic.IReadOnlyList<(string Name, global::TorchSharp.Modules.Parameter Parameter)> MarkLoraTrainable() =>
-            global::Lora.Adapters.LoraModelExtensions.MarkOnlyAdaptersTrainable(this, global::Lora.Adapters.LoraBias.None);
+        public global::System.Collections.Generic.IReadOnlyList<(string Name, global::TorchSharp.Modules.Parameter Parameter)> MarkLoraTrainable(string? adapterName = null)
+        {
+            // MarkTrainable freezes everything but one adapter's parameters: collect each adapter's, then set them all.
+            var selected = new global::System.Collections.Generic.HashSet<string>(global::System.StringComparer.Ordinal);
+            foreach (var (plan, name) in __LoraSelect(adapterName))
+            {
+                foreach (var (parameterName, _) in global::Lora.Adapters.LoraModelExtensions.MarkTrainable(this, __LoraPlans[plan], name))
+                    selected.Add(parameterName);
+            }
+
+            var trainable = new global::System.Collections.Generic.List<(string Name, global::TorchSharp.Modules.Parameter Parameter)>();
+            foreach (var (parameterName, parameter) in this.named_parameters())
+            {
+                parameter.requires_grad = selected.Contains(parameterName);
+                if (parameter.requires_grad)
+                    trainable.Add((parameterName, parameter));
+            }
+
+            return trainable;
+        }
     }
 }
