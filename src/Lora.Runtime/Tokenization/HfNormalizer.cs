@@ -55,9 +55,10 @@ internal sealed class HfNormalizer
     }
 
     /// <summary>HF's <c>{"String": "..."}</c> / <c>{"Regex": "..."}</c> pattern object.</summary>
-    internal sealed class Pattern(string? literal, Regex? regex)
+    internal sealed class Pattern(string? literal, CodePointRegex? regex)
     {
-        public Regex? Regex { get; } = regex;
+        /// <summary>The regex, matched on code points as HF does (<see cref="CodePointRegex"/>).</summary>
+        public CodePointRegex? Regex { get; } = regex;
 
         public string? Literal { get; } = literal;
 
@@ -70,7 +71,7 @@ internal sealed class HfNormalizer
 
             if (node.OptionalString("Regex") is { } regex)
             {
-                return new Pattern(null, CompileRegex(node.Child("Regex"), regex));
+                return new Pattern(null, new CodePointRegex(CompileRegex(node.Child("Regex"), regex)));
             }
 
             throw node.Error("expected {\"String\": ...} or {\"Regex\": ...}");
@@ -79,7 +80,7 @@ internal sealed class HfNormalizer
         public string Replace(string text, string replacement) =>
             Literal is not null
                 ? (Literal.Length == 0 ? text : text.Replace(Literal, replacement, StringComparison.Ordinal))
-                : Regex!.Replace(text, replacement.Replace("$", "$$", StringComparison.Ordinal));
+                : Regex!.Replace(text, replacement);
 
         /// <summary>Compiles an HF (Oniguruma) pattern with .NET's engine; the syntax the Llama/Qwen/GPT patterns
         /// use is common to both.</summary>

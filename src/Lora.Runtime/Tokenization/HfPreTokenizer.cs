@@ -58,7 +58,7 @@ internal sealed class HfPreTokenizer
 
             case "Split":
                 var pattern = HfNormalizer.Pattern.Parse(node.Child("pattern"));
-                var regex = pattern.Regex ?? new Regex(Regex.Escape(pattern.Literal!), RegexOptions.CultureInvariant);
+                var regex = pattern.Regex ?? new CodePointRegex(new Regex(Regex.Escape(pattern.Literal!), RegexOptions.CultureInvariant));
                 var behavior = node.String("behavior");
                 var invert = node.Bool("invert", false);
                 if (behavior is not ("Isolated" or "Removed" or "MergedWithPrevious" or "MergedWithNext" or "Contiguous"))
@@ -72,7 +72,7 @@ internal sealed class HfPreTokenizer
                 byteLevel = true;
                 var addPrefixSpace = node.Bool("add_prefix_space", false);
                 var useRegex = node.Bool("use_regex", true);
-                var gpt2 = useRegex ? new Regex(Gpt2Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant) : null;
+                var gpt2 = useRegex ? new CodePointRegex(new Regex(Gpt2Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant)) : null;
                 return pieces => EachPiece(pieces, p =>
                 {
                     var text = addPrefixSpace && !p.Text.StartsWith(' ') ? " " + p.Text : p.Text;
@@ -94,15 +94,15 @@ internal sealed class HfPreTokenizer
 
             case "Digits":
                 var individual = node.Bool("individual_digits", false);
-                var digits = new Regex(individual ? @"\p{Nd}" : @"\p{Nd}+", RegexOptions.CultureInvariant);
+                var digits = new CodePointRegex(new Regex(individual ? @"\p{Nd}" : @"\p{Nd}+", RegexOptions.CultureInvariant));
                 return pieces => EachPiece(pieces, p => SplitByRegex(p, digits, "Isolated", invert: false));
 
             case "Whitespace":
-                var words = new Regex(@"\w+|[^\w\s]+", RegexOptions.CultureInvariant);
+                var words = new CodePointRegex(new Regex(@"\w+|[^\w\s]+", RegexOptions.CultureInvariant));
                 return pieces => EachPiece(pieces, p => SplitByRegex(p, words, "Removed", invert: true));
 
             case "WhitespaceSplit":
-                var spaces = new Regex(@"\s+", RegexOptions.CultureInvariant);
+                var spaces = new CodePointRegex(new Regex(@"\s+", RegexOptions.CultureInvariant));
                 return pieces => EachPiece(pieces, p => SplitByRegex(p, spaces, "Removed", invert: false));
 
             default:
@@ -122,26 +122,26 @@ internal sealed class HfPreTokenizer
     }
 
     /// <summary>HF's <c>NormalizedString::split</c>: matches are delimiters (the gaps, when inverted), and the
-    /// behaviour says what becomes of them.</summary>
-    private static List<Piece> SplitByRegex(Piece piece, Regex regex, string behavior, bool invert)
+    /// behaviour says what becomes of them. Matching is on code points (<see cref="CodePointRegex"/>), as in HF.</summary>
+    private static List<Piece> SplitByRegex(Piece piece, CodePointRegex regex, string behavior, bool invert)
     {
         var text = piece.Text;
         var spans = new List<(int Start, int End, bool Delimiter)>();
         var last = 0;
-        foreach (var m in regex.EnumerateMatches(text))
+        foreach (var (index, length) in regex.EnumerateMatches(text))
         {
-            if (m.Length == 0)
+            if (length == 0)
             {
                 continue;
             }
 
-            if (m.Index > last)
+            if (index > last)
             {
-                spans.Add((last, m.Index, invert));
+                spans.Add((last, index, invert));
             }
 
-            spans.Add((m.Index, m.Index + m.Length, !invert));
-            last = m.Index + m.Length;
+            spans.Add((index, index + length, !invert));
+            last = index + length;
         }
 
         if (last < text.Length)

@@ -64,7 +64,7 @@ internal sealed class TiktokenBackend : TokenizerBackend
         try
         {
             using var stream = new MemoryStream(content, writable: false);
-            var preTokenizer = new RegexPreTokenizer(new Regex(Llama3Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant), specialTokens: null);
+            var preTokenizer = new CodePointPreTokenizer(new CodePointRegex(new Regex(Llama3Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant)));
             return new TiktokenBackend(TiktokenTokenizer.Create(stream, preTokenizer, normalizer: null), added, bytesById);
         }
         catch (Exception e) when (e is FormatException or InvalidOperationException or ArgumentException)
@@ -110,5 +110,27 @@ internal sealed class TiktokenBackend : TokenizerBackend
         }
 
         return false;
+    }
+
+    /// <summary>The regex matches as pieces, like <see cref="RegexPreTokenizer"/>, but on code points as HF / tiktoken
+    /// match (<see cref="CodePointRegex"/>). Added tokens are split off before this runs, so none are handled here.</summary>
+    private sealed class CodePointPreTokenizer(CodePointRegex regex) : PreTokenizer
+    {
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(string text)
+        {
+            var pieces = new List<(int Offset, int Length)>();
+            if (!string.IsNullOrEmpty(text))
+            {
+                foreach (var piece in regex.EnumerateMatches(text))
+                {
+                    pieces.Add(piece);
+                }
+            }
+
+            return pieces;
+        }
+
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) =>
+            text.IsEmpty ? [] : PreTokenize(text.ToString());
     }
 }

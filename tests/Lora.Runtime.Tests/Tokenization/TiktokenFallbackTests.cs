@@ -41,6 +41,27 @@ public sealed class TiktokenFallbackTests
         Assert.Equal(expected.Decoded, Tokenizer.Value.Decode(ids));
     }
 
+    /// <summary>The Llama 3 cases of <see cref="AstralPreTokenizerTests"/> (characters outside the BMP; derivation
+    /// there): tiktoken splits on code points too, and its rank merges give the same ids.</summary>
+    [Theory]
+    [MemberData(nameof(AstralRows))]
+    public void Tiktoken_splits_astral_characters_on_code_points(string text, int[] ids)
+    {
+        Assert.Equal(ids, Tokenizer.Value.Encode(text, addSpecialTokens: false));
+        Assert.Equal(text, Tokenizer.Value.Decode(ids));
+    }
+
+    public static TheoryData<string, int[]> AstralRows()
+    {
+        var data = new TheoryData<string, int[]>();
+        foreach (var row in AstralPreTokenizerTests.Cases().Where(r => (string)r[0] == "llama3"))
+        {
+            data.Add((string)row[1], (int[])row[3]);
+        }
+
+        return data;
+    }
+
     [Fact]
     public void Tiktoken_adds_bos_from_config_and_knows_added_tokens()
     {
