@@ -25,7 +25,18 @@ public static class LoraCli
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try
         {
-            return root.Parse(args).Invoke(config);
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                // One line per problem on stderr, nothing on stdout (so --json consumers never see help text).
+                foreach (var error in parsed.Errors)
+                    stderr.WriteLine($"error: {error.Message}");
+                var command = parsed.CommandResult.Command;
+                stderr.WriteLine($"(run 'lora {(command == root ? string.Empty : command.Name + " ")}--help' for the options)");
+                return UserError;
+            }
+
+            return parsed.Invoke(config);
         }
         catch (LoraException e)
         {

@@ -124,3 +124,18 @@ public sealed class ModelCommandsTests
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
     }
 }
+
+public sealed class ParseErrorTests
+{
+    [Fact]
+    public void Unknown_or_missing_options_are_error_lines_on_stderr_and_nothing_on_stdout()
+    {
+        var (code, stdout, stderr) = CliFixtures.Run("eval", "--model", "m", "--bogus", "1", "--json");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        var lines = stderr.TrimEnd('\n').Split('\n');
+        Assert.Contains("error: Unrecognized command or argument '--bogus'.", lines);
+        Assert.Contains("error: Option '--data' is required.", lines);
+        Assert.Equal("(run 'lora eval --help' for the options)", lines[^1]);
+    }
+}
