@@ -17,7 +17,7 @@ public sealed partial class LoraModelGenerator
         private const string LoraException = "global::Lora.LoraException";
         private const string StringList = "global::System.Collections.Generic.IReadOnlyList<string>";
 
-        private static string GeneratedCode => $"[global::System.CodeDom.Compiler.GeneratedCode(\"Lora.Generators\", \"{Version}\")]";
+        private static readonly string GeneratedCode = $"[global::System.CodeDom.Compiler.GeneratedCode(\"Lora.Generators\", \"{Version}\")]";
 
         /// <summary>The model file: plan, constructors, FromPretrained, injection, save/load, merge, summary.</summary>
         public static string EmitModel(LoraModelSpec spec)

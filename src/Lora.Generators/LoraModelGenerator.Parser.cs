@@ -1,6 +1,8 @@
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Lora.Generators.Analysis;
 using Lora.Generators.Helpers;
@@ -44,14 +46,42 @@ public sealed partial class LoraModelGenerator
             var plans = validation.IsValid
                 ? validation.Plans.Select(PlanSpec).ToEquatableArray()
                 : EquatableArray<LoraPlanSpec>.Empty;
-            var constructors = Constructors(type).ToEquatableArray();
+            var baseInfo = BaseTypeInfo.Get(type.BaseType!, symbols);
+            var declaresConstructors = type.InstanceConstructors.Any(c => !c.IsImplicitlyDeclared);
+            var constructors = declaresConstructors ? EquatableArray<ConstructorSpec>.Empty : baseInfo.Constructors;
+            var fromPretrainedConfigType = constructors.Length > 0 ? baseInfo.ForwardedFromPretrainedConfigType
+                : declaresConstructors ? FromPretrainedConfigType(type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared), symbols)
+                : null;
             return new LoraModelSpec(
                 Hierarchy(type),
-                type.BaseType!.ToDisplayString(TypeFormat),
+                baseInfo.DisplayName,
                 plans,
                 constructors,
-                FromPretrainedConfigType(type, symbols, constructors.Length > 0),
-                HidesFromPretrained(type, symbols));
+                fromPretrainedConfigType,
+                baseInfo.HidesFromPretrained);
+        }
+
+        /// <summary>The target specs of a resolution, built once per resolution (resolutions are shared by every
+        /// model with the same base type and plan, see <see cref="ModuleTree.Resolve"/>).</summary>
+        private static readonly ConditionalWeakTable<TargetResolution, TargetSpecs> TargetSpecsCache = new();
+
+        private sealed class TargetSpecs
+        {
+            public TargetSpecs(TargetResolution resolution)
+            {
+                Targets = resolution.Targets.Select(t => new LoraTargetSpec(
+                    t.Node.PathTemplate,
+                    t.Node.Steps,
+                    t.RuntimeCheck,
+                    t.LayerOrdinal,
+                    t.Node.Kind == ModuleKind.Conv1D,
+                    t.Node.Kind == ModuleKind.Embedding)).ToEquatableArray();
+                LeafNames = resolution.LeafNames.ToEquatableArray();
+            }
+
+            public EquatableArray<LoraTargetSpec> Targets { get; }
+
+            public EquatableArray<string> LeafNames { get; }
         }
 
         private static LoraPlanSpec PlanSpec(ValidatedPlan plan)
@@ -59,13 +89,7 @@ public sealed partial class LoraModelGenerator
             var a = plan.Arguments;
             var resolution = plan.Resolution!;
             var attributeType = a.Data.AttributeClass!;
-            var targets = resolution.Targets.Select(t => new LoraTargetSpec(
-                t.Node.PathTemplate,
-                t.Node.Steps,
-                t.RuntimeCheck,
-                t.LayerOrdinal,
-                t.Node.Kind == ModuleKind.Conv1D,
-                t.Node.Kind == ModuleKind.Embedding)).ToEquatableArray();
+            var specs = TargetSpecsCache.GetValue(resolution, static r => new TargetSpecs(r));
             return new LoraPlanSpec(
                 a.AdapterName,
                 a.R,
@@ -79,12 +103,25 @@ public sealed partial class LoraModelGenerator
                 a.ModulesToSave.ToEquatableArray(),
                 a.LayersToTransform is not null,
                 (a.LayersToTransform ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray(),
-                targets,
-                resolution.LeafNames.ToEquatableArray());
+                specs.Targets,
+                specs.LeafNames);
         }
+
+        /// <summary>Enum member texts already formatted, per attribute type (a metadata symbol: shared by compilations
+        /// over the same references).</summary>
+        private static readonly ConditionalWeakTable<INamedTypeSymbol, ConcurrentDictionary<string, string>> EnumMembers = new();
 
         /// <summary>The enum member name of property <paramref name="property"/>'s value (e.g. <c>LoraOnly</c>).</summary>
         private static string EnumMember(INamedTypeSymbol attributeType, string property, int value)
+        {
+            var cache = EnumMembers.GetValue(attributeType, static _ => new ConcurrentDictionary<string, string>(System.StringComparer.Ordinal));
+            var key = property + "=" + value.ToString(CultureInfo.InvariantCulture);
+            if (cache.TryGetValue(key, out var text))
+                return text;
+            return cache.GetOrAdd(key, FormatEnumMember(attributeType, property, value));
+        }
+
+        private static string FormatEnumMember(INamedTypeSymbol attributeType, string property, int value)
         {
             var enumType = attributeType.GetMembers(property).OfType<IPropertySymbol>().FirstOrDefault()?.Type as INamedTypeSymbol;
             var member = enumType?.GetMembers().OfType<IFieldSymbol>().FirstOrDefault(f => f.HasConstantValue && System.Convert.ToInt32(f.ConstantValue, CultureInfo.InvariantCulture) == value);
@@ -126,12 +163,71 @@ public sealed partial class LoraModelGenerator
         private static string NameWithTypeParameters(INamedTypeSymbol type) =>
             type.TypeParameters.Length == 0 ? type.Name : type.Name + "<" + string.Join(", ", type.TypeParameters.Select(p => p.Name)) + ">";
 
-        /// <summary>The base's public constructors, when the class declares none of its own.</summary>
-        private static IEnumerable<ConstructorSpec> Constructors(INamedTypeSymbol type)
+        /// <summary>What a model takes from its base type alone (its display name, the public constructors a class that
+        /// declares none forwards to, the <c>FromPretrained</c> those allow, whether a base already declares one),
+        /// computed once per base type: for the built-in architectures (metadata) once per process.</summary>
+        private sealed class BaseTypeInfo
         {
-            if (type.InstanceConstructors.Any(c => !c.IsImplicitlyDeclared) || type.BaseType is null)
-                yield break;
-            foreach (var constructor in type.BaseType.InstanceConstructors.Where(c => c.DeclaredAccessibility == Accessibility.Public))
+            private static readonly ConditionalWeakTable<INamedTypeSymbol, BaseTypeInfo> Cache = new();
+            private static readonly object CacheLock = new();
+
+            private readonly INamedTypeSymbol?[] _builtWith;
+
+            private BaseTypeInfo(INamedTypeSymbol baseType, LoraSymbols symbols)
+            {
+                _builtWith = BuiltWithOf(symbols);
+                DisplayName = baseType.ToDisplayString(TypeFormat);
+                var publicConstructors = baseType.InstanceConstructors.Where(c => c.DeclaredAccessibility == Accessibility.Public).ToList();
+                Constructors = ForwardedConstructors(publicConstructors).ToEquatableArray();
+                ForwardedFromPretrainedConfigType = FromPretrainedConfigType(publicConstructors, symbols);
+                HidesFromPretrained = DeclaresFromPretrained(baseType, symbols);
+            }
+
+            public string DisplayName { get; }
+
+            public EquatableArray<ConstructorSpec> Constructors { get; }
+
+            public string? ForwardedFromPretrainedConfigType { get; }
+
+            public bool HidesFromPretrained { get; }
+
+            public static BaseTypeInfo Get(INamedTypeSymbol baseType, LoraSymbols symbols)
+            {
+                lock (CacheLock)
+                {
+                    if (Cache.TryGetValue(baseType, out var cached) && cached.BuiltWith(symbols))
+                        return cached;
+                }
+
+                var info = new BaseTypeInfo(baseType, symbols);
+                lock (CacheLock)
+                {
+                    Cache.Remove(baseType);
+                    Cache.Add(baseType, info);
+                }
+
+                return info;
+            }
+
+            private bool BuiltWith(LoraSymbols symbols)
+            {
+                var current = BuiltWithOf(symbols);
+                for (var i = 0; i < current.Length; i++)
+                {
+                    if (!SymbolEqualityComparer.Default.Equals(current[i], _builtWith[i]))
+                        return false;
+                }
+
+                return true;
+            }
+
+            private static INamedTypeSymbol?[] BuiltWithOf(LoraSymbols symbols) => new[] { symbols.ModelConfig, symbols.ScalarType, symbols.Device };
+        }
+
+        /// <summary>The base's public constructors, forwarded when the class declares none of its own.</summary>
+        private static IEnumerable<ConstructorSpec> ForwardedConstructors(IEnumerable<IMethodSymbol> publicBaseConstructors)
+        {
+            foreach (var constructor in publicBaseConstructors)
             {
                 var parameters = constructor.Parameters.Select(p => new ParameterSpec(
                     Modifiers(p),
@@ -181,13 +277,10 @@ public sealed partial class LoraModelGenerator
             };
         }
 
-        /// <summary>The config type of a constructor <c>(TConfig : ModelConfig, ScalarType, Device?)</c> the class
-        /// will have, or null.</summary>
-        private static string? FromPretrainedConfigType(INamedTypeSymbol type, LoraSymbols symbols, bool forwardsConstructors)
+        /// <summary>The config type of a constructor <c>(TConfig : ModelConfig, ScalarType, Device?)</c> among those
+        /// the class will have (its own, or the base's it forwards to), or null.</summary>
+        private static string? FromPretrainedConfigType(IEnumerable<IMethodSymbol> candidates, LoraSymbols symbols)
         {
-            var candidates = forwardsConstructors
-                ? type.BaseType!.InstanceConstructors.Where(c => c.DeclaredAccessibility == Accessibility.Public)
-                : type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared);
             foreach (var constructor in candidates)
             {
                 var ps = constructor.Parameters;
@@ -201,9 +294,10 @@ public sealed partial class LoraModelGenerator
             return null;
         }
 
-        private static bool HidesFromPretrained(INamedTypeSymbol type, LoraSymbols symbols)
+        /// <summary>True when <paramref name="baseType"/> or one of its bases declares <c>FromPretrained(string, ScalarType, Device?)</c>.</summary>
+        private static bool DeclaresFromPretrained(INamedTypeSymbol baseType, LoraSymbols symbols)
         {
-            for (var t = type.BaseType; t is not null; t = t.BaseType)
+            for (INamedTypeSymbol? t = baseType; t is not null; t = t.BaseType)
             {
                 foreach (var method in t.GetMembers("FromPretrained").OfType<IMethodSymbol>())
                 {

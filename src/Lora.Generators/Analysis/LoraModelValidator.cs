@@ -84,7 +84,8 @@ internal static class LoraModelValidator
                     new object[] { name, $"another [Lora] already declares the adapter '{a.AdapterName}'; give each [Lora] its own AdapterName" }));
         }
 
-        var tree = isModel ? ModuleTreeBuilder.Build(type, symbols, cancellationToken) : ImmutableArray<ModuleNode>.Empty;
+        var moduleTree = isModel ? ModuleTreeBuilder.Build(type, symbols, cancellationToken) : null;
+        var tree = moduleTree?.Nodes ?? ImmutableArray<ModuleNode>.Empty;
         var plans = new List<ValidatedPlan>();
         foreach (var a in arguments)
         {
@@ -120,7 +121,7 @@ internal static class LoraModelValidator
                 continue;
             }
 
-            var resolution = LoraTargetResolver.Resolve(tree, a.Targets!, a.ModulesToSave, a.LayersToTransform);
+            var resolution = moduleTree!.Resolve(a.Targets!, a.ModulesToSave, a.LayersToTransform);
             plans.Add(new ValidatedPlan(a, resolution));
             if (resolution.RegexError is { } error)
             {

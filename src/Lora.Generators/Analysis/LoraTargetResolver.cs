@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Globalization;
@@ -56,18 +57,32 @@ internal static class LoraTargetResolver
     /// <summary>The regex as the generated code builds it: anchored, culture-invariant.</summary>
     public static string Anchored(string pattern) => "^(?:" + pattern + ")$";
 
+    private const int MaxCachedRegexes = 512;
+
+    /// <summary>Each distinct pattern is parsed once per process (a <see cref="Regex"/> is safe to share across
+    /// threads); the error text of an invalid one is kept too.</summary>
+    private static readonly ConcurrentDictionary<string, (Regex? Regex, string? Error)> Regexes = new(StringComparer.Ordinal);
+
     public static Regex? TryCreateRegex(string pattern, out string? error)
     {
-        try
+        if (!Regexes.TryGetValue(pattern, out var entry))
         {
-            error = null;
-            return new Regex(Anchored(pattern), RegexOptions.CultureInvariant, Timeout);
+            try
+            {
+                entry = (new Regex(Anchored(pattern), RegexOptions.CultureInvariant, Timeout), null);
+            }
+            catch (ArgumentException e)
+            {
+                entry = (null, e.Message);
+            }
+
+            if (Regexes.Count >= MaxCachedRegexes)
+                Regexes.Clear();
+            entry = Regexes.GetOrAdd(pattern, entry);
         }
-        catch (ArgumentException e)
-        {
-            error = e.Message;
-            return null;
-        }
+
+        error = entry.Error;
+        return entry.Regex;
     }
 
     public static TargetResolution Resolve(ImmutableArray<ModuleNode> nodes, string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform)
@@ -77,6 +92,7 @@ internal static class LoraTargetResolver
         if (regex is null)
             return new TargetResolution { RegexError = error, AvailableLeaves = available };
 
+        var mayMatchDot = MayMatchDot(pattern);
         var candidates = CandidateIndices(pattern, SampledIndices);
         var nestedCandidates = CandidateIndices(pattern, SampledNestedIndices);
         var targets = new List<TargetMatch>();
@@ -86,7 +102,7 @@ internal static class LoraTargetResolver
         {
             foreach (var node in nodes)
             {
-                var match = Evaluate(regex, node, node.PlaceholderCount > 1 ? nestedCandidates : candidates);
+                var match = Evaluate(regex, mayMatchDot, node, node.PlaceholderCount > 1 ? nestedCandidates : candidates);
                 if (match == MatchKind.Never || IsModuleToSave(node, modulesToSave))
                     continue;
                 var layerOrdinal = LayerOrdinal(node);
@@ -155,7 +171,7 @@ internal static class LoraTargetResolver
         Always,
     }
 
-    private static MatchKind Evaluate(Regex regex, ModuleNode node, IReadOnlyList<int> candidates)
+    private static MatchKind Evaluate(Regex regex, bool mayMatchDot, ModuleNode node, IReadOnlyList<int> candidates)
     {
         var count = node.PlaceholderCount;
         if (count == 0)
@@ -166,13 +182,22 @@ internal static class LoraTargetResolver
 
         // The leaf name does not depend on the indices: when it matches, every index matches (the common case,
         // "q_proj|v_proj"), without trying the combinations.
-        if (node.Leaf is { } leaf && regex.IsMatch(leaf))
+        var leaf = node.Leaf;
+        if (leaf is not null && regex.IsMatch(leaf))
             return MatchKind.Always;
+
+        // The leaf does not match. When it is also the path's last segment (no dot in its name), only the full path
+        // can match, and that has a dot (a list index is never the first step): a pattern that cannot match a dot
+        // matches it for no index (the common leaf-list form), and otherwise only the path needs sampling.
+        var leafIsLastSegment = leaf is not null && leaf.IndexOf('.') < 0;
+        if (leafIsLastSegment && !mayMatchDot)
+            return MatchKind.Never;
 
         bool any = false, all = true;
         foreach (var combination in Combinations(candidates, count))
         {
-            if (IsMatch(regex, Substitute(node, combination)))
+            var path = Substitute(node, combination);
+            if (leafIsLastSegment ? regex.IsMatch(path) : IsMatch(regex, path))
                 any = true;
             else
                 all = false;
@@ -181,6 +206,54 @@ internal static class LoraTargetResolver
         }
 
         return all ? MatchKind.Always : any ? MatchKind.Sometimes : MatchKind.Never;
+    }
+
+    /// <summary>False only when <paramref name="pattern"/> can match no string containing a <c>.</c>: a conservative
+    /// syntactic check that accepts letters, digits, <c>_</c>, <c>-</c>, alternation, groups, quantifiers, anchors,
+    /// <c>\d</c>/<c>\w</c>/<c>\b</c>/<c>\B</c> and non-negated classes of letters, digits, <c>_</c> and <c>-</c>
+    /// (a range between two such characters starts above <c>.</c>). Anything else (a <c>.</c>, another escape, a
+    /// negated class, whitespace) answers true, and the resolver samples indices as before.</summary>
+    internal static bool MayMatchDot(string pattern)
+    {
+        var inClass = false;
+        for (var i = 0; i < pattern.Length; i++)
+        {
+            var c = pattern[i];
+            var word = c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9') or '_';
+            if (inClass)
+            {
+                if (c == ']')
+                    inClass = false;
+                else if (c == '-' && (pattern[i - 1] == '-' || (i + 1 < pattern.Length && pattern[i + 1] == '-')))
+                    return true; // a range with '-' as an end ('[--z]') can span '.'
+                else if (!word && c != '-')
+                    return true;
+                continue;
+            }
+
+            if (word || c == '-')
+                continue;
+            switch (c)
+            {
+                case '[':
+                    if (i + 1 < pattern.Length && (pattern[i + 1] == '^' || pattern[i + 1] == ']'))
+                        return true;
+                    inClass = true;
+                    break;
+                case '\\':
+                    if (i + 1 < pattern.Length && pattern[i + 1] is 'd' or 'w' or 'b' or 'B')
+                        i++;
+                    else
+                        return true;
+                    break;
+                case '|' or '(' or ')' or '?' or '*' or '+' or '{' or '}' or ',' or ':' or '^' or '$' or '<' or '>' or '=' or '!':
+                    break;
+                default:
+                    return true;
+            }
+        }
+
+        return inClass;
     }
 
     private static bool IsMatch(Regex regex, string path)

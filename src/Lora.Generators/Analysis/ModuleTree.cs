@@ -1,6 +1,10 @@
+using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Collections.Immutable;
+using System.Globalization;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Lora.Generators.Helpers;
 using Lora.Generators.Model;
@@ -59,6 +63,65 @@ internal sealed record ModuleNode(EquatableArray<AccessStep> Steps, ModuleKind K
 }
 
 /// <summary>
+/// The module tree of a model type (<see cref="Nodes"/>, in registration order) and the resolutions of the plans
+/// already resolved against it: a tree is shared by every model over the same base type, and a plan written on many
+/// models (the same Targets, ModulesToSave and LayersToTransform) is resolved once.
+/// </summary>
+internal sealed class ModuleTree
+{
+    private const int MaxCachedResolutions = 256;
+
+    private readonly ConcurrentDictionary<string, TargetResolution> _resolutions = new(StringComparer.Ordinal);
+    private readonly INamedTypeSymbol?[] _builtWith;
+
+    internal ModuleTree(ImmutableArray<ModuleNode> nodes, bool hasCycle, HashSet<ITypeSymbol> walked, LoraSymbols symbols)
+    {
+        Nodes = nodes;
+        HasCycle = hasCycle;
+        Walked = walked;
+        _builtWith = BuiltWithOf(symbols);
+    }
+
+    public ImmutableArray<ModuleNode> Nodes { get; }
+
+    /// <summary>The walk was cut short by a type containing itself.</summary>
+    internal bool HasCycle { get; }
+
+    /// <summary>Every (original definition) type whose fields the walk visited.</summary>
+    internal HashSet<ITypeSymbol> Walked { get; }
+
+    /// <summary><see cref="LoraTargetResolver.Resolve"/> on this tree, memoized by the plan's values.</summary>
+    public TargetResolution Resolve(string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform)
+    {
+        var key = pattern + "\0" + string.Join("\u0001", modulesToSave) + "\0"
+            + (layersToTransform is null ? "-" : string.Join(",", layersToTransform.Select(i => i.ToString(CultureInfo.InvariantCulture))));
+        if (_resolutions.TryGetValue(key, out var cached))
+            return cached;
+        var resolution = LoraTargetResolver.Resolve(Nodes, pattern, modulesToSave, layersToTransform);
+        if (_resolutions.Count >= MaxCachedResolutions)
+            _resolutions.Clear();
+        return _resolutions.GetOrAdd(key, resolution);
+    }
+
+    /// <summary>The tree depends on these runtime types; a cached tree is reused only by a compilation that sees the
+    /// same ones.</summary>
+    internal bool BuiltWith(LoraSymbols symbols)
+    {
+        var current = BuiltWithOf(symbols);
+        for (var i = 0; i < current.Length; i++)
+        {
+            if (!SymbolEqualityComparer.Default.Equals(current[i], _builtWith[i]))
+                return false;
+        }
+
+        return true;
+    }
+
+    private static INamedTypeSymbol?[] BuiltWithOf(LoraSymbols symbols) =>
+        new[] { symbols.Module, symbols.ModuleList, symbols.LinearLayer, symbols.Conv1D, symbols.EmbeddingLayer, symbols.ComponentNameAttribute };
+}
+
+/// <summary>
 /// Walks the module tree of a model type at compile time: public instance fields (declared or inherited, in any
 /// assembly) whose type derives from TorchSharp's <c>nn.Module</c>, named by <c>[ComponentName(Name = ...)]</c> or
 /// the field name, descending through <c>ModuleList&lt;T&gt;</c> element types. Linear/Conv1D/Embedding layers and
@@ -68,20 +131,112 @@ internal static class ModuleTreeBuilder
 {
     private const int MaxDepth = 32;
 
-    public static ImmutableArray<ModuleNode> Build(INamedTypeSymbol root, LoraSymbols symbols, CancellationToken cancellationToken)
+    /// <summary>Trees already built, keyed by the base type a model inherits its modules from. Metadata base types
+    /// (the built-in architectures) are the same symbols in every compilation over the same references, so an edit
+    /// rebuilds nothing; source base types live as long as their compilation.</summary>
+    private static readonly ConditionalWeakTable<INamedTypeSymbol, ModuleTree> Cache = new();
+
+    private static readonly object CacheLock = new();
+
+    /// <summary>The module tree of <paramref name="root"/>. A model that declares no module field of its own has
+    /// exactly its base type's tree, walked once and shared (with its resolutions) by every model and analyzer run
+    /// over that base.</summary>
+    public static ModuleTree Build(INamedTypeSymbol root, LoraSymbols symbols, CancellationToken cancellationToken)
     {
-        var nodes = ImmutableArray.CreateBuilder<ModuleNode>();
-        var visiting = new HashSet<ITypeSymbol>(SymbolEqualityComparer.Default);
-        WalkFields(root, ImmutableArray<AccessStep>.Empty, symbols, nodes, visiting, cancellationToken);
-        return nodes.ToImmutable();
+        var baseType = root.BaseType;
+        if (baseType is null || IsTorchSharpType(root, symbols) || DeclaresModuleField(root, symbols))
+            return Walk(root, symbols, cancellationToken);
+
+        ModuleTree? tree;
+        lock (CacheLock)
+        {
+            if (Cache.TryGetValue(baseType, out tree) && !tree.BuiltWith(symbols))
+            {
+                Cache.Remove(baseType);
+                tree = null;
+            }
+        }
+
+        if (tree is null)
+        {
+            tree = Walk(baseType, symbols, cancellationToken);
+            lock (CacheLock)
+            {
+                if (Cache.TryGetValue(baseType, out var existing) && existing.BuiltWith(symbols))
+                    tree = existing;
+                else
+                {
+                    Cache.Remove(baseType);
+                    Cache.Add(baseType, tree);
+                }
+            }
+        }
+
+        // The base's walk equals the model's only if it never met a cycle (the visited set differs by the root) and
+        // never reached the model type itself (the model's walk stops there); otherwise walk the model directly.
+        return tree.HasCycle || tree.Walked.Contains(root.OriginalDefinition) ? Walk(root, symbols, cancellationToken) : tree;
     }
 
-    private static void WalkFields(INamedTypeSymbol type, ImmutableArray<AccessStep> prefix, LoraSymbols symbols,
-        ImmutableArray<ModuleNode>.Builder nodes, HashSet<ITypeSymbol> visiting, CancellationToken cancellationToken)
+    /// <summary>The walk from <paramref name="root"/> itself, no cache (what <see cref="Build"/> must equal).</summary>
+    internal static ModuleTree Walk(INamedTypeSymbol root, LoraSymbols symbols, CancellationToken cancellationToken)
+    {
+        var walk = new WalkState(symbols);
+        WalkFields(root, ImmutableArray<AccessStep>.Empty, walk, cancellationToken);
+        return new ModuleTree(walk.Nodes.ToImmutable(), walk.HasCycle, walk.Walked, symbols);
+    }
+
+    private static bool DeclaresModuleField(INamedTypeSymbol type, LoraSymbols symbols)
+    {
+        foreach (var member in type.GetMembers())
+        {
+            if (member is IFieldSymbol field && IsModuleField(field, symbols, out _))
+                return true;
+        }
+
+        return false;
+    }
+
+    private static bool IsModuleField(IFieldSymbol field, LoraSymbols symbols, out INamedTypeSymbol fieldType)
+    {
+        fieldType = null!;
+        if (field.IsStatic || field.IsConst || field.IsImplicitlyDeclared || field.DeclaredAccessibility != Accessibility.Public)
+            return false;
+        if (field.Type is not INamedTypeSymbol named || !LoraSymbols.DerivesFrom(named, symbols.Module))
+            return false;
+        fieldType = named;
+        return true;
+    }
+
+    private sealed class WalkState
+    {
+        public WalkState(LoraSymbols symbols) => Symbols = symbols;
+
+        public LoraSymbols Symbols { get; }
+
+        public ImmutableArray<ModuleNode>.Builder Nodes { get; } = ImmutableArray.CreateBuilder<ModuleNode>();
+
+        /// <summary>Types on the current path (cycle guard).</summary>
+        public HashSet<ITypeSymbol> Visiting { get; } = new(SymbolEqualityComparer.Default);
+
+        /// <summary>Every type whose fields were walked.</summary>
+        public HashSet<ITypeSymbol> Walked { get; } = new(SymbolEqualityComparer.Default);
+
+        public bool HasCycle { get; set; }
+    }
+
+    private static void WalkFields(INamedTypeSymbol type, ImmutableArray<AccessStep> prefix, WalkState walk, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (prefix.Length > MaxDepth || !visiting.Add(type.OriginalDefinition))
+        if (prefix.Length > MaxDepth)
             return;
+        if (!walk.Visiting.Add(type.OriginalDefinition))
+        {
+            walk.HasCycle = true;
+            return;
+        }
+
+        walk.Walked.Add(type.OriginalDefinition);
+        var symbols = walk.Symbols;
 
         // Base types first, as TorchSharp registers them; stop at TorchSharp's own types.
         var chain = new List<INamedTypeSymbol>();
@@ -93,33 +248,31 @@ internal static class ModuleTreeBuilder
         {
             foreach (var field in declaring.GetMembers().OfType<IFieldSymbol>())
             {
-                if (field.IsStatic || field.IsConst || field.IsImplicitlyDeclared || field.DeclaredAccessibility != Accessibility.Public)
-                    continue;
-                if (field.Type is not INamedTypeSymbol fieldType || !LoraSymbols.DerivesFrom(fieldType, symbols.Module))
+                if (!IsModuleField(field, symbols, out var fieldType))
                     continue;
                 var step = new AccessStep(field.Name, HfName(field, symbols), IsListIndex: false,
                     IsNullable: field.NullableAnnotation == NullableAnnotation.Annotated);
-                AddModule(fieldType, prefix.Add(step), symbols, nodes, visiting, cancellationToken);
+                AddModule(fieldType, prefix.Add(step), walk, cancellationToken);
             }
         }
 
-        visiting.Remove(type.OriginalDefinition);
+        walk.Visiting.Remove(type.OriginalDefinition);
     }
 
-    private static void AddModule(INamedTypeSymbol type, ImmutableArray<AccessStep> steps, LoraSymbols symbols,
-        ImmutableArray<ModuleNode>.Builder nodes, HashSet<ITypeSymbol> visiting, CancellationToken cancellationToken)
+    private static void AddModule(INamedTypeSymbol type, ImmutableArray<AccessStep> steps, WalkState walk, CancellationToken cancellationToken)
     {
+        var symbols = walk.Symbols;
         var kind = Classify(type, symbols);
-        nodes.Add(new ModuleNode(new EquatableArray<AccessStep>(steps), kind, type.Name));
+        walk.Nodes.Add(new ModuleNode(new EquatableArray<AccessStep>(steps), kind, type.Name));
         if (symbols.AsModuleList(type) is { } list && list.TypeArguments[0] is INamedTypeSymbol element)
         {
             var index = new AccessStep(string.Empty, string.Empty, IsListIndex: true, IsNullable: false);
-            AddModule(element, steps.Add(index), symbols, nodes, visiting, cancellationToken);
+            AddModule(element, steps.Add(index), walk, cancellationToken);
             return;
         }
 
         if (kind == ModuleKind.Container)
-            WalkFields(type, steps, symbols, nodes, visiting, cancellationToken);
+            WalkFields(type, steps, walk, cancellationToken);
     }
 
     private static ModuleKind Classify(INamedTypeSymbol type, LoraSymbols symbols)
