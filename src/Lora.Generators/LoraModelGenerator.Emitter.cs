@@ -31,7 +31,7 @@ public sealed partial class LoraModelGenerator
                 EmitInjection(w, spec);
                 EmitSaveLoad(w, spec);
                 EmitMergeAndSummary(w, spec);
-                w.WriteLine("// A typed training step is not generated yet: it comes with the runtime trainer (docs/generator.md).");
+                EmitTraining(w, spec);
             }
 
             return w.ToString();
@@ -403,6 +403,43 @@ public sealed partial class LoraModelGenerator
             w.WriteLine("/// <summary>Prints PEFT's <c>trainable params: … || all params: … || trainable%: …</c> line.</summary>");
             w.WriteLine(GeneratedCode);
             w.WriteLine($"public void PrintTrainableParameters() => global::System.Console.WriteLine({Extensions}.TrainableParametersSummary(this));");
+            w.WriteLine();
+        }
+
+        /// <summary>The typed training entry point: the plan's adapter trained by the runtime trainer.</summary>
+        private static void EmitTraining(IndentedTextWriter w, LoraModelSpec spec)
+        {
+            w.WriteLine("/// <summary>Fine-tunes the declared adapter (<paramref name=\"adapterName\"/>, else the first) with the runtime");
+            w.WriteLine("/// <see cref=\"global::Lora.Training.Trainer\"/>: the adapter is injected if it is not there yet, the base is frozen, the");
+            w.WriteLine("/// adapter (plus the biases and <c>modules_to_save</c> the plan declares) trains, and checkpoints and the final adapter");
+            w.WriteLine("/// are written to <paramref name=\"outputDirectory\"/> as PEFT directories with <see cref=\"AdapterConfig\"/>.</summary>");
+            w.WriteLine(GeneratedCode);
+            w.WriteLine("public global::Lora.Training.TrainingResult TrainLora(");
+            w.Indent();
+            w.WriteLine("global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample> trainData,");
+            w.WriteLine("global::Lora.Training.TrainingOptions options,");
+            w.WriteLine("string outputDirectory,");
+            w.WriteLine("global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample>? evalData = null,");
+            w.WriteLine("int padTokenId = 0,");
+            w.WriteLine("string? resumeFrom = null,");
+            w.WriteLine("string? adapterName = null)");
+            w.Unindent();
+            using (w.Block())
+            {
+                w.WriteLine("var (plan, name) = __LoraSelect(adapterName)[0];");
+                w.WriteLine(HasEmbeddings(spec)
+                    ? "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)) && !global::System.Linq.Enumerable.Any(__LoraEmbeddingTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))"
+                    : "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))");
+                w.Indent();
+                w.WriteLine("InjectLora(name);");
+                w.Unindent();
+                w.WriteLine("using var trainer = new global::Lora.Training.Trainer(this, options with { Mode = global::Lora.Training.TrainingMode.Lora, AdapterName = name },");
+                w.Indent();
+                w.WriteLine("outputDirectory, trainData, evalData, AdapterConfig(name), padTokenId);");
+                w.Unindent();
+                w.WriteLine("return trainer.Train(resumeFrom);");
+            }
+
             w.WriteLine();
         }
 

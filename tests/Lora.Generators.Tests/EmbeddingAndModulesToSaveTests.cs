@@ -17,6 +17,7 @@ public partial class LlamaEmbedLora : LlamaForCausalLM
 /// what the plan saves (the runtime's <c>MarkTrainable(config)</c>), and <c>SaveAdapter</c>/<c>LoadAdapter</c> carry
 /// the embedding factors and the full <c>lm_head</c> under PEFT's keys.
 /// </summary>
+[Collection(TorchCollection.Name)]
 public class EmbeddingAndModulesToSaveTests
 {
     private static string Base => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", "llama_qv", "base");

@@ -34,6 +34,7 @@ public partial class LlamaWrongRankLora : LlamaForCausalLM
 /// thing: same adapter keys and shapes, same initial values under the same seed, and after loading the PEFT fixture
 /// the same logits, equal to PEFT's own within 1e-4 relative.
 /// </summary>
+[Collection(TorchCollection.Name)]
 public class EquivalenceTests
 {
     private static string Peft(string @case, string part = "") => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", @case, part);

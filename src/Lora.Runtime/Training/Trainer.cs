@@ -410,7 +410,7 @@ public sealed class Trainer : IDisposable
     {
         if (Options.Mode == TrainingMode.Lora)
         {
-            PeftAdapter.Save(_model, dir, _adapterConfig!);
+            PeftAdapter.Save(_model, dir, _adapterConfig!, Options.AdapterName);
             return;
         }
 
@@ -445,7 +445,7 @@ public sealed class Trainer : IDisposable
             throw new LoraException($"{checkpoint}: the checkpoint was trained with seed {state.Seed}, this run has seed {Options.Seed}; the data order would differ.");
 
         if (Options.Mode == TrainingMode.Lora)
-            PeftAdapter.LoadWeights(_model, checkpoint);
+            PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
 
@@ -507,7 +507,8 @@ public sealed class Trainer : IDisposable
                     throw new LoraException("LoRA training needs adapters on the model: inject them (LoraInjector.Inject) or load one (PeftAdapter.Load), or choose full fine-tuning.");
                 if (adapterConfig is null)
                     throw new LoraException("LoRA training needs the adapter's LoraConfig (it is saved with every checkpoint).");
-                return model.MarkOnlyAdaptersTrainable(adapterConfig.Bias);
+                // The trained adapter, plus the biases and modules_to_save its config declares (all saved with it).
+                return model.MarkTrainable(adapterConfig, options.AdapterName);
             case TrainingMode.Full:
                 if (model.AdaptedLayers().Any())
                     throw new LoraException("full fine-tuning of a model with adapters: merge and unload them first (MergeAndUnload).");

@@ -86,6 +86,10 @@ public sealed record TrainingOptions
     /// <summary>For <see cref="TrainingMode.TopLayers"/>: how many of the last decoder blocks to train.</summary>
     public int TopLayers { get; init; } = 2;
 
+    /// <summary>For <see cref="TrainingMode.Lora"/>: the adapter that trains (others stay frozen). A non-default name
+    /// is saved in a subdirectory of that name, as PEFT does.</summary>
+    public string AdapterName { get; init; } = Adapters.PeftAdapter.DefaultName;
+
     /// <summary>Checks the options alone (data-dependent checks happen when training starts).</summary>
     /// <exception cref="LoraException">The first invalid or conflicting option.</exception>
     public void Validate()

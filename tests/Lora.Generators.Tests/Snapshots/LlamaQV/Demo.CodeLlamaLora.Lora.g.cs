@@ -182,6 +182,27 @@ namespace Demo
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public void PrintTrainableParameters() => global::System.Console.WriteLine(global::Lora.Adapters.LoraModelExtensions.TrainableParametersSummary(this));
 
-        // A typed training step is not generated yet: it comes with the runtime trainer (docs/generator.md).
+        /// <summary>Fine-tunes the declared adapter (<paramref name="adapterName"/>, else the first) with the runtime
+        /// <see cref="global::Lora.Training.Trainer"/>: the adapter is injected if it is not there yet, the base is frozen, the
+        /// adapter (plus the biases and <c>modules_to_save</c> the plan declares) trains, and checkpoints and the final adapter
+        /// are written to <paramref name="outputDirectory"/> as PEFT directories with <see cref="AdapterConfig"/>.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
+        public global::Lora.Training.TrainingResult TrainLora(
+            global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample> trainData,
+            global::Lora.Training.TrainingOptions options,
+            string outputDirectory,
+            global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample>? evalData = null,
+            int padTokenId = 0,
+            string? resumeFrom = null,
+            string? adapterName = null)
+        {
+            var (plan, name) = __LoraSelect(adapterName)[0];
+            if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))
+                InjectLora(name);
+            using var trainer = new global::Lora.Training.Trainer(this, options with { Mode = global::Lora.Training.TrainingMode.Lora, AdapterName = name },
+                outputDirectory, trainData, evalData, AdapterConfig(name), padTokenId);
+            return trainer.Train(resumeFrom);
+        }
+
     }
 }
