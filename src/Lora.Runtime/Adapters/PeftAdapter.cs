@@ -97,9 +97,7 @@ public static class PeftAdapter
     public static LoraConfig Load(nn.Module model, string directory, string adapterName = DefaultName, Action<string>? warnings = null)
     {
         var config = PeftConfigFile.Read(directory, warnings);
-        var weightsPath = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
-        if (!File.Exists(weightsPath))
-            throw new LoraException($"{weightsPath}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
+        var weightsPath = WeightsPath(directory);
         using var file = SafeTensorsFile.Open(weightsPath);
 
         LoraInjector.Inject(model, config, adapterName, LoraInit.Default);
@@ -141,11 +139,7 @@ public static class PeftAdapter
         if (differences.Count > 0)
             throw new LoraException($"{directory}: adapter_config.json does not match the model's LoRA plan: {string.Join("; ", differences)}.");
 
-        var weightsPath = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
-        if (!File.Exists(weightsPath))
-            throw new LoraException($"{weightsPath}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
-        using var file = SafeTensorsFile.Open(weightsPath);
-        Fill(model, adapterName, config, file, weightsPath);
+        Fill(model, adapterName, config, directory);
         return config;
     }
 
@@ -153,12 +147,21 @@ public static class PeftAdapter
     /// Fills the weights of adapter <paramref name="adapterName"/>, already attached to <paramref name="model"/>, from
     /// the PEFT directory <paramref name="directory"/> (strictly: same keys and shapes). Used to resume training.
     /// </summary>
-    public static void LoadWeights(nn.Module model, string directory, string adapterName = DefaultName)
+    public static void LoadWeights(nn.Module model, string directory, string adapterName = DefaultName) =>
+        Fill(model, adapterName, PeftConfigFile.Read(directory), directory);
+
+    /// <summary>The weights file of the adapter directory (or of the directory holding the given config file).</summary>
+    private static string WeightsPath(string directory)
     {
-        var weightsPath = Path.Combine(directory, WeightsFileName);
-        if (!File.Exists(weightsPath))
-            throw new LoraException($"{weightsPath}: file not found.");
-        var config = PeftConfigFile.Read(directory);
+        var path = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
+        return File.Exists(path)
+            ? path
+            : throw new LoraException($"{path}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
+    }
+
+    private static void Fill(nn.Module model, string adapterName, LoraConfig config, string directory)
+    {
+        var weightsPath = WeightsPath(directory);
         using var file = SafeTensorsFile.Open(weightsPath);
         Fill(model, adapterName, config, file, weightsPath);
     }

@@ -41,17 +41,7 @@ public sealed class TargetModules
             : new TargetModules(null, null, false, pattern);
 
     /// <summary>The anchored .NET regex of the leaf-or-path form (what the source generator checks at build time).</summary>
-    public static Regex LeafOrPathRegex(string pattern)
-    {
-        try
-        {
-            return new Regex($"^(?:{pattern})$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
-        }
-        catch (ArgumentException e)
-        {
-            throw new LoraException($"Invalid target regex '{pattern}': {e.Message}", e);
-        }
-    }
+    public static Regex LeafOrPathRegex(string pattern) => PythonRegex.Anchored($"^(?:{pattern})$", pattern);
 
     /// <summary>The list form (null for the regex form).</summary>
     public IReadOnlyList<string>? Names { get; }
@@ -96,13 +86,19 @@ public static class PythonRegex
         var translated = pattern.Replace("(?P<", "(?<", StringComparison.Ordinal);
         translated = Regex.Replace(translated, @"\(\?P=(\w+)\)", @"\k<$1>");
         translated = translated.Replace(@"\Z", @"\z", StringComparison.Ordinal);
+        return Anchored($"^(?:{translated})\\z", pattern);
+    }
+
+    /// <summary>Compiles an already anchored pattern; a bad one is an error naming the user's <paramref name="original"/>.</summary>
+    internal static Regex Anchored(string anchored, string original)
+    {
         try
         {
-            return new Regex($"^(?:{translated})\\z", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+            return new Regex(anchored, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
         }
         catch (ArgumentException e)
         {
-            throw new LoraException($"Invalid target regex '{pattern}': {e.Message}", e);
+            throw new LoraException($"Invalid target regex '{original}': {e.Message}", e);
         }
     }
 }

@@ -39,17 +39,7 @@ public static class PretrainedWriter
         Directory.CreateDirectory(staging);
         try
         {
-            foreach (var name in CarriedFiles)
-            {
-                var source = Path.Combine(sourceDirectory, name);
-                if (File.Exists(source))
-                    File.Copy(source, Path.Combine(staging, name));
-            }
-
-            var tensors = model.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)).ToList();
-            using (no_grad())
-                SafeTensorsWriter.WriteCheckpoint(staging, tensors, maxShardBytes);
-
+            WriteInto(model, sourceDirectory, staging, maxShardBytes);
             if (Directory.Exists(full))
                 Directory.Delete(full);
             Directory.Move(staging, full);
@@ -62,5 +52,27 @@ public static class PretrainedWriter
         }
 
         return Directory.GetFiles(full).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+    }
+
+    /// <summary>
+    /// Writes the checkpoint files into an existing <paramref name="directory"/> (a staging or checkpoint directory the
+    /// caller makes atomic): the <see cref="CarriedFiles"/> present in <paramref name="sourceDirectory"/> and the
+    /// weights. Tied parameters appear once in <c>named_parameters()</c>, so a tied <c>lm_head.weight</c> is not written.
+    /// </summary>
+    public static void WriteInto(CausalLM model, string? sourceDirectory, string directory, long maxShardBytes = 5L << 30)
+    {
+        if (sourceDirectory is not null)
+        {
+            foreach (var name in CarriedFiles)
+            {
+                var source = Path.Combine(sourceDirectory, name);
+                if (File.Exists(source))
+                    File.Copy(source, Path.Combine(directory, name), overwrite: true);
+            }
+        }
+
+        var tensors = model.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)).ToList();
+        using (no_grad())
+            SafeTensorsWriter.WriteCheckpoint(directory, tensors, maxShardBytes);
     }
 }

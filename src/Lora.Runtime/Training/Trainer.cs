@@ -415,22 +415,8 @@ public sealed class Trainer : IDisposable
         }
 
         // A usable Hugging Face directory: config, generation config and tokenizer files come along.
-        if (_model.Config.Source is { } configPath && Path.GetDirectoryName(Path.GetFullPath(configPath)) is { } sourceDir)
-        {
-            foreach (var name in PretrainedWriter.CarriedFiles)
-            {
-                var from = Path.Combine(sourceDir, name);
-                if (File.Exists(from))
-                    File.Copy(from, Path.Combine(dir, name), overwrite: true);
-            }
-        }
-
-        using var noGrad = no_grad();
-        var tensors = _model.named_parameters()
-            .Where(p => !(_model.Config.TieWordEmbeddings && p.name == LoraInjector.OutputHeadPath + ".weight"))
-            .Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter))
-            .ToList();
-        SafeTensorsWriter.WriteCheckpoint(dir, tensors);
+        var sourceDir = _model.Config.Source is { } configPath ? Path.GetDirectoryName(Path.GetFullPath(configPath)) : null;
+        PretrainedWriter.WriteInto(_model, sourceDir, dir);
     }
 
     private void Resume(string checkpoint)
