@@ -1,4 +1,4 @@
-using Lora.Adapters;
+using Lora.Peft;
 using Lora.Backend;
 using Lora.Models;
 using TorchSharp;
@@ -10,7 +10,7 @@ namespace Lora.Cli;
 /// adapter loaded and merged.</summary>
 internal sealed class ModelSession : IDisposable
 {
-    private ModelSession(CausalLM model, LoraConfig? adapter, torch.Device device)
+    private ModelSession(CausalLM model, PeftConfig? adapter, torch.Device device)
     {
         Model = model;
         Adapter = adapter;
@@ -19,17 +19,17 @@ internal sealed class ModelSession : IDisposable
 
     public CausalLM Model { get; }
 
-    public LoraConfig? Adapter { get; }
+    public PeftConfig? Adapter { get; }
 
     public torch.Device Device { get; }
 
     public static ModelSession Open(string modelDir, string? adapterDir, bool merge, string device, string dtype, TextWriter warnings)
     {
-        var dev = TorchRuntime.Initialize(device);
+        var dev = TorchRuntime.Initialize(device, notice => warnings.WriteLine($"warning: {notice}"));
         var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev);
         try
         {
-            LoraConfig? config = null;
+            PeftConfig? config = null;
             if (adapterDir is not null)
             {
                 config = PeftAdapter.Load(model, adapterDir, warnings: w => warnings.WriteLine($"warning: {w}"));

@@ -33,7 +33,21 @@ internal static class EvalCommand
         {
             using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(merge),
                 parse.GetValue(device)!, parse.GetValue(dtype)!, stderr);
-            var examples = EvalData.Read(parse.GetValue(data)!, parse.GetValue(model)!, parse.GetValue(template), parse.GetValue(maxLength), stderr);
+            var path = parse.GetValue(data)!;
+            IEnumerable<TokenizedExample> examples;
+            if (CommandData.IsTokenized(path))
+            {
+                // Pre-tokenised rows stream as they are: no tokenizer, no template, no length limit.
+                examples = TokenizedJsonlReader.Read(path);
+            }
+            else
+            {
+                var loaded = CommandData.Load(path, parse.GetValue(model)!, parse.GetValue(template), parse.GetValue(maxLength), new(() => Lora.Tokenization.HfTokenizer.Load(parse.GetValue(model)!)));
+                if (loaded.Warning is { } warning)
+                    stderr.WriteLine($"warning: {warning}");
+                examples = loaded.Examples;
+            }
+
             var result = Evaluator.Evaluate(session.Model, examples);
             if (parse.GetValue(json))
             {
@@ -48,23 +62,5 @@ internal static class EvalCommand
             return 0;
         });
         return command;
-    }
-}
-
-/// <summary>The formats <c>lora eval</c> reads: pre-tokenised rows stream as they are; anything else goes through
-/// the model's tokenizer and the prompt template, with completion-only labels, as in training.</summary>
-internal static class EvalData
-{
-    public static IEnumerable<TokenizedExample> Read(string path, string modelDir, string? template, int maxLength, TextWriter warnings)
-    {
-        var (format, _) = DatasetReader.Detect(path);
-        if (format == DataFormat.Tokenized)
-            return TokenizedJsonlReader.Read(path);
-        var tokenizer = Lora.Tokenization.HfTokenizer.Load(modelDir);
-        var options = new DataOptions { MaxLength = maxLength, Template = template is null ? null : PromptTemplate.Parse(template) };
-        var dataset = InstructionDataset.Load(path, tokenizer, options);
-        if (dataset.Stats.Warning is { } warning)
-            warnings.WriteLine($"warning: {warning}");
-        return dataset.Examples;
     }
 }

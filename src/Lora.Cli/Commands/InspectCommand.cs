@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
-using Lora.Adapters;
 using Lora.Modules;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 
 namespace Lora.Cli.Commands;
 
@@ -27,7 +28,7 @@ internal static class InspectCommand
             if (parse.GetValue(targets) is { } plan)
             {
                 var config = new LoraConfig { R = parse.GetValue(r), LoraAlpha = 2 * parse.GetValue(r), TargetModules = TargetSpec.Parse(plan) };
-                LoraInjector.Inject(m, config, adapterName: "inspect");
+                PeftInjector.Inject(m, config, adapterName: "inspect");
             }
 
             m.MarkOnlyAdaptersTrainable();
@@ -42,6 +43,7 @@ internal static class InspectCommand
                 @in = l.Layer.InFeatures,
                 @out = l.Layer.OutFeatures,
                 adapters = l.Layer.Adapters.Names.ToArray(),
+                methods = l.Layer.Adapters.Names.Select(n => l.Layer.Adapter(n).MethodName).Distinct().ToArray(),
             }).ToList();
             var (trainable, all) = m.ParameterCounts();
             if (parse.GetValue(json))
@@ -61,7 +63,7 @@ internal static class InspectCommand
             stdout.WriteLine($"{m.GetType().Name} ({m.Config.ModelType}, {m.Config.NumLayers} layers); linear layers:");
             foreach (var row in rows)
             {
-                var mark = row.adapters.Length > 0 ? $"  <- LoRA ({string.Join(", ", row.adapters)})" : string.Empty;
+                var mark = row.adapters.Length > 0 ? $"  <- {string.Join("/", row.methods)} ({string.Join(", ", row.adapters)})" : string.Empty;
                 stdout.WriteLine($"  {row.path}  {row.type} {row.@in}→{row.@out}{mark}");
             }
 

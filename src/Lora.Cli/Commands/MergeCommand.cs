@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Lora.Adapters;
+using Lora.Peft;
 using Lora.Models;
 
 namespace Lora.Cli.Commands;
@@ -31,7 +31,7 @@ internal static class MergeCommand
             if (parse.GetValue(json))
                 stdout.WriteLine(JsonSerializer.Serialize(new { output = Path.GetFullPath(outDir), files }));
             else
-                stdout.WriteLine($"merged {session.Adapter!.TargetModules} adapter into {modelDir}; wrote {outDir}: {string.Join(", ", files)}");
+                stdout.WriteLine($"merged the {PeftMethods.For(session.Adapter!).DisplayName} adapter ({(session.Adapter as TunerConfig)?.TargetModules}) into {modelDir}; wrote {outDir}: {string.Join(", ", files)}");
             return 0;
         });
         return command;

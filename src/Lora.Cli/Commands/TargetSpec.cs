@@ -1,4 +1,4 @@
-using Lora.Adapters;
+using Lora.Peft;
 
 namespace Lora.Cli.Commands;
 

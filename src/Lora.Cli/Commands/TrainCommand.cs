@@ -1,21 +1,24 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using Lora.Adapters;
 using Lora.Backend;
 using Lora.Data;
 using Lora.Models;
+using Lora.Peft;
 using Lora.Tokenization;
 using Lora.Training;
+using Lora.Tuners.IA3;
+using Lora.Tuners.LoRA;
 using Spectre.Console;
 using TorchSharp;
 
 namespace Lora.Cli.Commands;
 
 /// <summary>
-/// <c>lora train</c>: LoRA instruction tuning of a Hugging Face model on an Alpaca/chat/text file with the
-/// <see cref="Trainer"/>; writes the PEFT adapter, <c>checkpoint-N</c> directories, <c>metrics.jsonl</c> and
-/// <c>loss.svg</c> to <c>--out</c>. See docs/training.md.
+/// <c>lora train</c>: instruction tuning of a Hugging Face model on an Alpaca/chat/text (or pre-tokenised) file with
+/// the <see cref="Trainer"/> — a PEFT adapter (<c>--method lora|dora|ia3</c>) or the model's own weights
+/// (<c>--mode full|top-layers</c>); writes the adapter (or model), <c>checkpoint-N</c> directories,
+/// <c>metrics.jsonl</c> and <c>loss.svg</c> to <c>--out</c>. See docs/training.md.
 /// </summary>
 internal static class TrainCommand
 {
@@ -26,10 +29,12 @@ internal static class TrainCommand
         var model = CommonOptions.Model();
         var data = new Option<string>("--data") { Description = "Training data: Alpaca JSON/JSONL, chat messages JSONL, or plain text.", Required = true };
         var output = new Option<string>("--out") { Description = "Output directory (adapter, checkpoints, metrics.jsonl, loss.svg).", Required = true };
-        var initAdapter = new Option<string?>("--init-adapter") { Description = "Start from this PEFT adapter (its r, alpha and targets are used)." };
+        var initAdapter = new Option<string?>("--init-adapter") { Description = "Start from this PEFT adapter (any method; its config is used)." };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, dora (LoRA with use_dora) or ia3.", DefaultValueFactory = _ => "lora" };
+        var feedForward = new Option<string?>("--feedforward") { Description = "IA3: the targets whose input is scaled (names or a regex like --targets; default: PEFT's for the model type)." };
         var r = new Option<int?>("--r") { Description = "LoRA rank (default 8)." };
         var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (default 16)." };
-        var targets = new Option<string?>("--targets") { Description = "Layers to adapt: names (q_proj,v_proj), a regex on leaf or path, or all-linear (default: PEFT's for the model type)." };
+        var targets = new Option<string?>("--targets") { Description = "Layers to adapt: names (q_proj,v_proj), a regex on leaf or path, or all-linear (default: PEFT's for the model type and method)." };
         var dropout = new Option<double?>("--lora-dropout") { Description = "Dropout on the adapter input (default 0.05)." };
         var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, or a custom template string (default: by record format)." };
         var maxLength = new Option<int>("--max-length") { Description = "Examples are cut to this many tokens; packed rows have this length.", DefaultValueFactory = _ => 1024 };
@@ -57,11 +62,11 @@ internal static class TrainCommand
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
-        var mode = new Option<string>("--mode") { Description = "lora (an adapter, the default), full (every weight) or top-layers (the last --top-layers blocks and the final norm).", DefaultValueFactory = _ => "lora" };
+        var mode = new Option<string>("--mode") { Description = "peft (an adapter of --method, the default; also spelled lora), full (every weight) or top-layers (the last --top-layers blocks and the final norm).", DefaultValueFactory = _ => "peft" };
         var topLayers = new Option<int>("--top-layers") { Description = "For --mode top-layers: how many of the last decoder blocks train.", DefaultValueFactory = _ => 2 };
         var command = new Command("train", "Fine-tune a model on instruction data: a LoRA adapter (default), or all / the top layers' weights.")
         {
-            mode, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, template, maxLength, packing, lr, wd, scheduler,
+            mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, lr, wd, scheduler,
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
             loggingSteps, evalData, evalSteps, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
         };
@@ -74,13 +79,21 @@ internal static class TrainCommand
             // Conflicts first: nothing is loaded for a command line that cannot run.
             var trainingMode = parse.GetValue(mode)!.ToLowerInvariant() switch
             {
-                "lora" => TrainingMode.Lora,
+                "peft" or "lora" => TrainingMode.Peft,
                 "full" => TrainingMode.Full,
                 "top-layers" => TrainingMode.TopLayers,
-                var other => throw new LoraException($"--mode '{other}' is not one of lora, full, top-layers."),
+                var other => throw new LoraException($"--mode '{other}' is not one of peft, full, top-layers."),
             };
-            if (trainingMode != TrainingMode.Lora && (parse.GetValue(initAdapter) is not null || parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(targets) is not null || parse.GetValue(dropout) is not null))
-                throw new LoraException($"--mode {parse.GetValue(mode)} trains the model's own weights: drop the LoRA options (--init-adapter, --r, --alpha, --targets, --lora-dropout).");
+            var methodName = parse.GetValue(method)!.ToLowerInvariant();
+            if (methodName is not ("lora" or "dora" or "ia3"))
+                throw new LoraException($"--method '{parse.GetValue(method)}' is not one of lora, dora, ia3.");
+            var loraOptions = parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(dropout) is not null;
+            if (trainingMode != TrainingMode.Peft && (parse.GetValue(initAdapter) is not null || loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+                throw new LoraException($"--mode {parse.GetValue(mode)} trains the model's own weights: drop the adapter options (--method, --init-adapter, --r, --alpha, --targets, --lora-dropout, --feedforward).");
+            if (methodName == "ia3" && loraOptions)
+                throw new LoraException("--method ia3 has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
+            if (methodName != "ia3" && parse.GetValue(feedForward) is not null)
+                throw new LoraException("--feedforward is an IA3 option: add --method ia3 or drop it.");
             if (parse.GetValue(epochs) is not null && parse.GetValue(maxSteps) is not null)
                 throw new LoraException("--epochs and --max-steps conflict: give one (--max-steps overrides epochs in transformers; here it is an error).");
             if (parse.GetValue(warmupSteps) is not null && parse.GetValue(warmupRatio) is not null)
@@ -89,8 +102,8 @@ internal static class TrainCommand
                 throw new LoraException("--no-shuffle and --group-by-length conflict: give one.");
             if (parse.GetValue(evalSteps) is not null && parse.GetValue(evalData) is null)
                 throw new LoraException("--eval-steps needs --eval-data FILE.");
-            if (parse.GetValue(initAdapter) is not null && (parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(targets) is not null || parse.GetValue(dropout) is not null))
-                throw new LoraException("--init-adapter takes r, alpha, targets and dropout from its adapter_config.json; drop --r/--alpha/--targets/--lora-dropout.");
+            if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+                throw new LoraException("--init-adapter takes the method, targets and its other settings from its adapter_config.json; drop --method/--r/--alpha/--targets/--lora-dropout/--feedforward.");
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
             if (parse.GetValue(evalData) is { } ed && !File.Exists(ed))
@@ -132,15 +145,14 @@ internal static class TrainCommand
             };
             options.Validate();
 
-            var dev = TorchRuntime.Initialize(parse.GetValue(device)!);
+            var dev = TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}"));
             if (options.Bf16 && dev.type != DeviceType.CUDA)
                 throw new LoraException($"--bf16 needs a CUDA device (this run is on {dev.type.ToString().ToLowerInvariant()}); drop --bf16 to train in fp32.");
             torch.manual_seed(options.Seed);
 
             using var causalLm = CausalLM.FromPretrained(modelDir, options.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, dev);
-            var tokenizer = HfTokenizer.Load(modelDir);
-            LoraConfig? config = null;
-            if (trainingMode != TrainingMode.Lora)
+            PeftConfig? config = null;
+            if (trainingMode != TrainingMode.Peft)
             {
                 // The model's own weights train; nothing to inject.
             }
@@ -150,37 +162,31 @@ internal static class TrainCommand
             }
             else
             {
-                config = new LoraConfig
-                {
-                    R = parse.GetValue(r) ?? 8,
-                    LoraAlpha = parse.GetValue(alpha) ?? 16,
-                    LoraDropout = parse.GetValue(dropout) ?? 0.05,
-                    TargetModules = TargetSpec.Parse(parse.GetValue(targets) ?? DefaultTargets(causalLm.Config.ModelType)),
-                    BaseModelNameOrPath = Path.GetFullPath(modelDir),
-                };
-                LoraInjector.Inject(causalLm, config);
+                config = NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
+                    parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
+                PeftInjector.Inject(causalLm, config);
             }
 
-            var dataOptions = new DataOptions
-            {
-                MaxLength = options.MaxLength,
-                Template = parse.GetValue(template) is { } t ? PromptTemplate.Parse(t) : null,
-            };
-            var train = InstructionDataset.Load(parse.GetValue(data)!, tokenizer, dataOptions);
-            if (train.Stats.Warning is { } warning)
+            // Pre-tokenised data needs no tokenizer (the model directory may have none).
+            var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(modelDir));
+            var templateText = parse.GetValue(template);
+            var train = CommandData.Load(parse.GetValue(data)!, modelDir, templateText, options.MaxLength, tokenizer);
+            if (train.Warning is { } warning)
                 stderr.WriteLine($"warning: {parse.GetValue(data)}: {warning}");
-            InstructionDataset? eval = null;
+            IReadOnlyList<TokenizedExample>? evalExamples = null;
             if (parse.GetValue(evalData) is { } evalPath)
             {
-                eval = InstructionDataset.Load(evalPath, tokenizer, dataOptions);
-                if (eval.Stats.Warning is { } evalWarning)
+                var eval = CommandData.Load(evalPath, modelDir, templateText, options.MaxLength, tokenizer);
+                if (eval.Warning is { } evalWarning)
                     stderr.WriteLine($"warning: {evalPath}: {evalWarning}");
+                evalExamples = eval.Examples;
             }
 
-            using var trainer = new Trainer(causalLm, options, outDir, train.Examples, eval?.Examples, config, Collator.PadIdOf(tokenizer));
+            var padId = tokenizer.IsValueCreated ? Collator.PadIdOf(tokenizer.Value) : causalLm.Config.PadTokenId ?? causalLm.Config.EosTokenIds.FirstOrDefault();
+            using var trainer = new Trainer(causalLm, options, outDir, train.Examples, evalExamples, config, padId);
             var info = asJson ? stderr : stdout;
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
-            info.WriteLine($"{train.Stats}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
+            info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);
 
             var result = !asJson && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive
@@ -197,8 +203,8 @@ internal static class TrainCommand
                     eval_perplexity = lastEval?.EvalPerplexity,
                     steps = result.GlobalStep,
                     output_dir = Path.GetFullPath(result.OutputDirectory),
-                    adapter = trainingMode == TrainingMode.Lora ? new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
-                    model = trainingMode == TrainingMode.Lora ? null : Path.GetFullPath(result.OutputDirectory),
+                    adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
+                    model = trainingMode == TrainingMode.Peft ? null : Path.GetFullPath(result.OutputDirectory),
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
                     metrics = Path.GetFullPath(result.MetricsPath),
                     loss_curve = Path.GetFullPath(result.LossCurvePath),
@@ -208,7 +214,7 @@ internal static class TrainCommand
             {
                 var evalText = result.EvalLoss is { } el ? $", eval loss {el.ToString("F4", Inv)}" : string.Empty;
                 stdout.WriteLine($"done: {result.GlobalStep} steps, final loss {result.FinalLoss.ToString("F4", Inv)}{evalText}");
-                stdout.WriteLine(trainingMode == TrainingMode.Lora
+                stdout.WriteLine(trainingMode == TrainingMode.Peft
                     ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
                 stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}");
@@ -219,12 +225,33 @@ internal static class TrainCommand
         return command;
     }
 
-    /// <summary>PEFT's default targets for the model type (<c>TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING</c>).</summary>
-    private static string DefaultTargets(string modelType) => modelType switch
+    /// <summary>The adapter config of <c>--method</c>: the given targets, else PEFT's defaults for the model's family.</summary>
+    private static TunerConfig NewAdapterConfig(string method, CausalLM model, string? targets, string? feedForward, int? r, double? alpha, double? dropout, string baseModel)
     {
-        "gpt2" => "c_attn",
-        _ => "q_proj,v_proj",
-    };
+        var peftType = method == "ia3" ? Ia3Method.PeftTypeName : LoraMethod.PeftTypeName;
+        var targetModules = targets is not null ? TargetSpec.Parse(targets)
+            : model.Family?.DefaultTargetModules.GetValueOrDefault(peftType) is { } defaults ? TargetModules.FromNames(defaults)
+            : throw new LoraException($"model_type '{model.Config.ModelType}' has no default targets for {method}: give --targets.");
+        if (method == "ia3")
+        {
+            return new Ia3Config
+            {
+                TargetModules = targetModules,
+                FeedforwardModules = feedForward is null ? null : TargetSpec.Parse(feedForward),
+                BaseModelNameOrPath = baseModel,
+            };
+        }
+
+        return new LoraConfig
+        {
+            R = r ?? 8,
+            LoraAlpha = alpha ?? 16,
+            LoraDropout = dropout ?? 0.05,
+            TargetModules = targetModules,
+            UseDora = method == "dora",
+            BaseModelNameOrPath = baseModel,
+        };
+    }
 
     private static TrainingResult WithLogLines(Trainer trainer, string? resumeFrom, TextWriter writer)
     {

@@ -1,21 +1,25 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 
 namespace Lora;
 
 /// <summary>
 /// Declares a LoRA plan for a model, checked at build time. Put it on a <c>partial</c> class deriving from a model
-/// (<see cref="Models.CausalLM"/>): the Lora source generator resolves <see cref="Targets"/> against the base type's
-/// module tree and emits typed injection, save/load, merge and summary members (see docs/generator.md).
+/// (<see cref="Models.CausalLM"/>): the Lora source generator resolves <see cref="AdapterPlanAttribute.Targets"/>
+/// against the base type's module tree and emits typed injection and the state-dict map (see docs/generator.md).
 /// Invalid plans (a target matching nothing or a non-adaptable layer, a bad regex, R &lt;= 0, ...) are build errors
 /// LORA0001..LORA0010.
 /// <code>
 /// [Lora(R = 8, Alpha = 16, Targets = "q_proj|v_proj", Dropout = 0.05)]
 /// public partial class CodeLlamaLora : LlamaForCausalLM { }
 /// </code>
-/// Several <c>[Lora]</c> attributes declare several adapters; each needs its own <see cref="AdapterName"/>.
+/// Linear layers and embedding tables (e.g. <c>"embed_tokens|q_proj|v_proj"</c>; not with <see cref="UseDora"/>) can
+/// be targets. Several plan attributes declare several adapters; each needs its own
+/// <see cref="AdapterPlanAttribute.AdapterName"/>.
 /// </summary>
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
-public sealed class LoraAttribute : Attribute
+[Adapts(typeof(LinearAdapter), typeof(EmbeddingAdapter))]
+public sealed class LoraAttribute : AdapterPlanAttribute
 {
     /// <summary>The metadata name the generator and analyzers look the attribute up by.</summary>
     public const string MetadataName = "Lora.LoraAttribute";
@@ -25,15 +29,6 @@ public sealed class LoraAttribute : Attribute
 
     /// <summary>α: the update is scaled by α/r, or α/√r with <see cref="UseRsLora"/> (PEFT <c>lora_alpha</c>); must be positive.</summary>
     public double Alpha { get; set; } = 8;
-
-    /// <summary>
-    /// A .NET regular expression selecting the layers to adapt. It must fully match (<c>^(?:…)$</c>) either a
-    /// module's leaf (Hugging Face) name, e.g. <c>"q_proj|v_proj"</c>, or its full dotted path, e.g.
-    /// <c>@"model\.layers\.0\.self_attn\.q_proj"</c>; indices of a <c>ModuleList</c> appear in paths as numbers.
-    /// Linear layers (<see cref="Modules.LinearLayer"/>, <see cref="Modules.Conv1D"/>) and embedding tables
-    /// (<see cref="Modules.EmbeddingLayer"/>, e.g. <c>"embed_tokens|q_proj|v_proj"</c>; not with <see cref="UseDora"/>) can be targets.
-    /// </summary>
-    public string? Targets { get; set; }
 
     /// <summary>Dropout on the adapter's input during training (PEFT <c>lora_dropout</c>), in [0, 1).</summary>
     public double Dropout { get; set; }
@@ -50,15 +45,21 @@ public sealed class LoraAttribute : Attribute
     /// <summary>How new adapters are initialised (PEFT <c>init_lora_weights</c>).</summary>
     public LoraInit Init { get; set; } = LoraInit.Default;
 
-    /// <summary>The adapter's name: <c>default</c> is saved in the adapter directory itself, any other name in a
-    /// subdirectory of that name (PEFT's layout).</summary>
-    public string AdapterName { get; set; } = "default";
-
-    /// <summary>Modules trained in full and saved with the adapter (PEFT <c>modules_to_save</c>), e.g.
-    /// <c>["lm_head"]</c>; an element may also be a <c>'|'</c>-separated list. They are never LoRA targets.</summary>
-    public string[]? ModulesToSave { get; set; }
-
     /// <summary>Only layers with these indices are adapted (PEFT <c>layers_to_transform</c>): the index is the first
     /// <c>ModuleList</c> index in the module's path (3 in <c>model.layers.3.self_attn.q_proj</c>).</summary>
     public int[]? LayersToTransform { get; set; }
+
+    public override LoraConfig ToConfig() => new()
+    {
+        R = R,
+        LoraAlpha = Alpha,
+        LoraDropout = Dropout,
+        TargetModules = TargetModulesOf(Targets),
+        Bias = Bias,
+        UseRsLora = UseRsLora,
+        UseDora = UseDora,
+        InitLoraWeights = LoraInits.ToJsonText(Init),
+        ModulesToSave = ModulesToSaveList(),
+        LayersToTransform = LayersToTransform is null ? null : new LayerSelection(LayersToTransform.Distinct().Order().ToList(), []),
+    };
 }

@@ -28,20 +28,31 @@ public static class TorchRuntime
 
     /// <summary>Initialises libtorch and returns the device for <paramref name="spec"/> (<c>auto</c>, <c>cpu</c>,
     /// <c>cuda</c>, <c>cuda:N</c>).</summary>
-    public static torch.Device Initialize(string spec = "auto") => Initialize(DeviceSpec.Parse(spec));
+    /// <param name="spec">The device as users write it.</param>
+    /// <param name="notice">Told when <c>auto</c> falls back to the CPU, and why (a command says it once on stderr).</param>
+    public static torch.Device Initialize(string spec = "auto", Action<string>? notice = null) => Initialize(DeviceSpec.Parse(spec), notice);
 
     /// <summary>Initialises libtorch and returns the requested device; <c>auto</c> picks CUDA when available.</summary>
-    public static torch.Device Initialize(DeviceSpec spec)
+    /// <param name="spec">The device.</param>
+    /// <param name="notice">Told when <c>auto</c> falls back to the CPU, and why (a command says it once on stderr).</param>
+    public static torch.Device Initialize(DeviceSpec spec, Action<string>? notice = null)
     {
         lock (Gate)
         {
             PreloadFromEnvironment();
-            return spec.Type switch
+            switch (spec.Type)
             {
-                DeviceSpec.Kind.Cpu => InitializeCpu(),
-                DeviceSpec.Kind.Cuda => InitializeCuda(spec),
-                _ => TryCuda() ? new torch.Device(DeviceType.CUDA, 0) : InitializeCpu(),
-            };
+                case DeviceSpec.Kind.Cpu:
+                    return InitializeCpu();
+                case DeviceSpec.Kind.Cuda:
+                    return InitializeCuda(spec);
+                default:
+                    if (TryCuda())
+                        return new torch.Device(DeviceType.CUDA, 0);
+                    notice?.Invoke("device auto: CUDA is not available (the loaded libtorch has no CUDA support or no GPU is " +
+                        $"visible; set {LibTorchVariable} to a CUDA PyTorch's torch/lib to use a GPU), running on the CPU.");
+                    return InitializeCpu();
+            }
         }
     }
 

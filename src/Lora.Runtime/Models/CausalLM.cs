@@ -54,43 +54,51 @@ public abstract class CausalLM : nn.Module
     /// <summary>A cache sized for this model.</summary>
     public KvCache NewCache() => new(Config.NumLayers);
 
+    /// <summary>The architecture family of <see cref="ModelConfig.ModelType"/> (null for a model declared in user code
+    /// whose model_type no family reads): where its decoder layers and final norm are, PEFT's default targets.</summary>
+    public virtual ModelFamily? Family => ModelFamilies.Find(Config.ModelType);
+
+    /// <summary>The output projection (<c>lm_head</c>), which PEFT's <c>all-linear</c> leaves out; null when the
+    /// architecture does not say (then the module named <c>lm_head</c> is left out).</summary>
+    public virtual nn.Module? OutputHead => null;
+
     /// <summary>
-    /// Loads a Hugging Face model directory (<c>config.json</c> + <c>model.safetensors</c> or a sharded index):
-    /// picks the architecture from <c>model_type</c> (llama, mistral → <see cref="LlamaForCausalLM"/>; qwen2 →
-    /// <see cref="Qwen2ForCausalLM"/>; gpt2 → <see cref="Gpt2LMHeadModel"/>), builds it in <paramref name="dtype"/>
-    /// on <paramref name="device"/> (CPU when null) and loads every weight strictly (see <see cref="LoadWeights(string)"/>).
-    /// The model is in eval mode.
+    /// Loads a Hugging Face model directory (<c>config.json</c> + <c>model.safetensors</c> or a sharded index): the
+    /// <c>model_type</c> picks the family (<see cref="ModelFamilies"/>), which builds the model in
+    /// <paramref name="dtype"/> on <paramref name="device"/> (CPU when null); every weight is loaded strictly (see
+    /// <see cref="LoadWeights(string)"/>). The model is in eval mode.
     /// </summary>
     /// <exception cref="LoraException">Bad or unsupported config.json, unsupported dtype, or a checkpoint that does
     /// not match the model (the message lists the keys or shapes at fault).</exception>
     public static CausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
         FromPretrained<CausalLM>(directory, dtype, device);
 
-    /// <summary><see cref="FromPretrained(string, ScalarType, torch.Device?)"/> requiring the architecture
-    /// <typeparamref name="TModel"/>.</summary>
-    protected static TModel FromPretrained<TModel>(string directory, ScalarType dtype, torch.Device? device)
+    /// <summary>
+    /// Loads a Hugging Face model directory into a model built by <paramref name="create"/> (a built-in architecture
+    /// or a class deriving from one, e.g. a <c>[Lora]</c> model): checks the dtype, reads <c>config.json</c>, requires
+    /// its config type to be <typeparamref name="TConfig"/>, builds the model on <paramref name="device"/> and loads
+    /// every weight strictly. The model is disposed if anything fails.
+    /// </summary>
+    /// <exception cref="LoraException">As <see cref="FromPretrained(string, ScalarType, torch.Device?)"/>, or a config
+    /// of another architecture.</exception>
+    public static TModel FromPretrained<TModel, TConfig>(string directory, ScalarType dtype, torch.Device? device, Func<TConfig, ScalarType, torch.Device, TModel> create)
         where TModel : CausalLM
+        where TConfig : ModelConfig
     {
+        ArgumentNullException.ThrowIfNull(create);
         if (!SupportedDTypes.Contains(dtype))
             throw new LoraException($"dtype {dtype} is not supported for models (use {string.Join(", ", SupportedDTypes)}).");
         if (!Directory.Exists(directory))
             throw new LoraException($"{directory}: model directory not found.");
-        var config = ModelConfigLoader.Load(directory);
+        var loaded = ModelConfigLoader.Load(directory);
+        if (loaded is not TConfig config)
+            throw new LoraException($"{loaded.Source}: model_type '{loaded.ModelType}' is read as a {loaded.GetType().Name}; {typeof(TModel).Name} is built from a {typeof(TConfig).Name}.");
         device ??= TorchRuntime.Initialize(DeviceSpec.Cpu);
-
-        CausalLM model = config switch
-        {
-            Qwen2Config qwen2 => new Qwen2ForCausalLM(qwen2, dtype, device),
-            LlamaConfig llama => new LlamaForCausalLM(llama, dtype, device),
-            Gpt2Config gpt2 => new Gpt2LMHeadModel(gpt2, dtype, device),
-            _ => throw new LoraException($"{config.Source}: model_type '{config.ModelType}' has no architecture."),
-        };
+        var model = create(config, dtype, device);
         try
         {
-            if (model is not TModel typed)
-                throw new LoraException($"{config.Source}: model_type '{config.ModelType}' is a {model.GetType().Name}, not a {typeof(TModel).Name}.");
-            typed.LoadWeights(directory);
-            return typed;
+            model.LoadWeights(directory);
+            return model;
         }
         catch
         {
@@ -98,6 +106,20 @@ public abstract class CausalLM : nn.Module
             throw;
         }
     }
+
+    /// <summary><see cref="FromPretrained(string, ScalarType, torch.Device?)"/> requiring the architecture
+    /// <typeparamref name="TModel"/> (checked before any weight is read).</summary>
+    protected static TModel FromPretrained<TModel>(string directory, ScalarType dtype, torch.Device? device)
+        where TModel : CausalLM =>
+        FromPretrained<TModel, ModelConfig>(directory, dtype, device, static (config, dt, dev) =>
+        {
+            var family = ModelFamilies.Find(config.ModelType) ?? throw new LoraException($"{config.Source}: model_type '{config.ModelType}' has no architecture.");
+            var model = family.Create(config, dt, dev);
+            if (model is TModel typed)
+                return typed;
+            model.Dispose();
+            throw new LoraException($"{config.Source}: model_type '{config.ModelType}' is a {family.ModelClass.Name}, not a {typeof(TModel).Name}.");
+        });
 
     /// <summary>
     /// Fills every parameter from the checkpoint in <paramref name="directory"/>, strictly: each parameter must be in
@@ -128,8 +150,7 @@ public abstract class CausalLM : nn.Module
             switch (module)
             {
                 case LinearLayer linear:
-                    linear.Weight.normal_(0, std, generator);
-                    linear.Bias?.zero_();
+                    linear.Base.InitializeWeights(std, generator);
                     break;
                 case EmbeddingLayer embedding:
                     embedding.Weight.normal_(0, std, generator);

@@ -14,7 +14,8 @@ internal static class CheckpointLoader
     {
         // Tied parameters appear once (named_parameters skips repeated tensors): lm_head.weight is not listed then.
         // Adapter parameters are not part of a base checkpoint (they load from a PEFT adapter directory).
-        var parameters = model.named_parameters().Where(p => !Adapters.AdapterKeys.IsAdapterParameter(p.name)).ToList();
+        var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        var parameters = model.named_parameters().Where(p => !adapterParameters.Contains(p.parameter)).ToList();
         var keyOf = MapKeys(model, checkpoint);
 
         var missing = parameters.Where(p => !keyOf.ContainsKey(p.name)).Select(p => p.name).ToList();

@@ -1,4 +1,3 @@
-using Lora.Adapters;
 using Lora.SafeTensors;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,4 +1,4 @@
-using Lora.Adapters;
+using Lora.Peft;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 namespace Lora.Modules;
 
 /// <summary>Hugging Face <c>nn.Embedding</c>: <c>weight</c> <c>(vocab, dim)</c>; ids <c>(…)</c> → rows <c>(…, dim)</c>.
-/// Hosts LoRA embedding adapters (<see cref="LoraEmbeddingAdapter"/>) under <c>adapters.{name}</c>.</summary>
-public sealed class EmbeddingLayer : AdaptableModule<LoraEmbeddingAdapter>
+/// Hosts embedding adapters (<see cref="EmbeddingAdapter"/>, e.g. LoRA's) under <c>adapters.{name}</c>.</summary>
+public sealed class EmbeddingLayer : AdapterHost<EmbeddingAdapter>
 {
     /// <summary><c>(vocab, dim)</c>.</summary>
     [ComponentName(Name = "weight")]
@@ -28,7 +28,7 @@ public sealed class EmbeddingLayer : AdaptableModule<LoraEmbeddingAdapter>
 
     public long EmbeddingDim { get; }
 
-    /// <summary>ids <c>(…)</c> int64 → <c>(…, dim)</c>, plus the active, unmerged adapters.</summary>
+    /// <summary>ids <c>(…)</c> int64 → <c>(…, dim)</c>, with the active, unmerged adapters applied.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
@@ -37,20 +37,13 @@ public sealed class EmbeddingLayer : AdaptableModule<LoraEmbeddingAdapter>
         if (AdaptersApply)
         {
             foreach (var adapter in UnmergedActiveAdapters)
-                result = result + adapter.call(ids).to(result.dtype);
+                result = adapter.AdaptOutput(ids, result);
         }
 
         return result.MoveToOuterDisposeScope();
     }
 
-    protected override void MergeOne(string name, LoraEmbeddingAdapter adapter, bool safe)
-    {
-        var merged = Weight + adapter.DeltaWeight().to(Weight.dtype);
-        if (safe && !merged.isfinite().all().item<bool>())
-            throw NotFinite(name);
-        Weight.copy_(merged);
-    }
+    protected override void MergeOne(EmbeddingAdapter adapter, bool safe) => adapter.Merge(this, safe);
 
-    protected override void UnmergeOne(string name, LoraEmbeddingAdapter adapter) =>
-        Weight.copy_(Weight - adapter.DeltaWeight().to(Weight.dtype));
+    protected override void UnmergeOne(EmbeddingAdapter adapter) => adapter.Unmerge(this);
 }

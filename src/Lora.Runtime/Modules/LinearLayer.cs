@@ -1,190 +1,126 @@
-using Lora.Adapters;
+using Lora.Modules.Bases;
+using Lora.Peft;
 using TorchSharp;
 using TorchSharp.Modules;
-using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Lora.Modules;
 
 /// <summary>
-/// Hugging Face <c>nn.Linear</c>: <c>y = x Wᵀ + b</c> with <c>weight</c> <c>(out, in)</c> and optional <c>bias</c>
-/// <c>(out)</c>. Also the base of GPT-2's <see cref="Conv1D"/>, which stores the same map as <c>(in, out)</c>
-/// (<see cref="FanInFanOut"/>), so that one adapter implementation serves both: adapters read
-/// <see cref="InFeatures"/>/<see cref="OutFeatures"/> and <see cref="WeightOutIn"/>, never the raw storage.
-/// <para>
-/// It hosts LoRA adapters (<see cref="LoraAdapter"/>, under <c>adapters.{name}</c>): the base weight keeps its
-/// checkpoint key, and <c>y = x Wᵀ + b + Σ_active ΔA(x)</c>. Adapters can be disabled, merged into the weight
-/// (safely: NaN/Inf refused) and unmerged.
-/// </para>
+/// A linear map <c>in → out</c> that hosts adapters: Hugging Face's <c>nn.Linear</c> (and, over a
+/// <see cref="Conv1DLinear"/> base, GPT-2's <c>Conv1D</c>). How the weight is stored and applied is its
+/// <see cref="Base"/> (a base-layer kind: dense, Conv1D, quantized); the adapters of any PEFT method sit on top:
+/// <c>y = adapted(base)(x)</c> (see <see cref="LinearAdapter"/>). The base's tensors are registered on this module
+/// under their checkpoint keys (<c>weight</c>, <c>bias</c>), the adapters under <c>adapters.{name}</c>; adapters can
+/// be disabled, merged into the weight (safely: NaN/Inf refused) and unmerged.
 /// </summary>
-public class LinearLayer : AdaptableModule<LoraAdapter>
+public class LinearLayer : AdapterHost<LinearAdapter>
 {
-    /// <summary><c>(out, in)</c>, or <c>(in, out)</c> when <see cref="FanInFanOut"/>.</summary>
-    [ComponentName(Name = "weight")]
-    public Parameter Weight;
+    private LinearBase _base;
 
-    /// <summary><c>(out)</c>, or null for a layer without bias.</summary>
-    [ComponentName(Name = "bias")]
-    public Parameter? Bias;
-
-    private readonly Dictionary<string, Tensor> _mergedDoraNorms = [];
-
-    /// <summary>A layer with uninitialised weights (fill them with a checkpoint or <c>InitializeWeights</c>).</summary>
+    /// <summary>A dense layer with uninitialised weights (fill them with a checkpoint or <c>InitializeWeights</c>).</summary>
     public LinearLayer(long inFeatures, long outFeatures, bool hasBias = true, ScalarType dtype = ScalarType.Float32, torch.Device? device = null)
-        : this(nameof(LinearLayer), inFeatures, outFeatures, hasBias, fanInFanOut: false, dtype, device)
+        : this(nameof(LinearLayer), new DenseLinear(inFeatures, outFeatures, hasBias, dtype, device))
     {
     }
 
-    /// <summary>A layer over an existing <c>(out, in)</c> weight, shared not copied (tied <c>lm_head</c>).</summary>
+    /// <summary>A dense layer over an existing <c>(out, in)</c> weight, shared not copied (a tied <c>lm_head</c>).</summary>
     public LinearLayer(Parameter weight, Parameter? bias = null)
-        : base(nameof(LinearLayer))
+        : this(nameof(LinearLayer), new DenseLinear(weight, bias))
     {
-        if (weight.ndim != 2)
-            throw new ArgumentException($"weight must be (out, in), got ({string.Join(", ", weight.shape)}).", nameof(weight));
-        OutFeatures = weight.shape[0];
-        InFeatures = weight.shape[1];
-        Weight = weight;
-        Bias = bias;
-        RegisterComponents();
     }
 
-    protected LinearLayer(string name, long inFeatures, long outFeatures, bool hasBias, bool fanInFanOut, ScalarType dtype, torch.Device? device)
+    /// <summary>A layer over the given base-layer kind.</summary>
+    public LinearLayer(LinearBase linearBase)
+        : this(nameof(LinearLayer), linearBase)
+    {
+    }
+
+    protected LinearLayer(string name, LinearBase linearBase)
         : base(name)
     {
-        InFeatures = inFeatures;
-        OutFeatures = outFeatures;
-        FanInFanOut = fanInFanOut;
-        long[] shape = fanInFanOut ? [inFeatures, outFeatures] : [outFeatures, inFeatures];
-        Weight = new Parameter(empty(shape, dtype, device));
-        Bias = hasBias ? new Parameter(empty([outFeatures], dtype, device)) : null;
+        _base = linearBase;
         RegisterComponents();
+        RegisterBase();
     }
 
-    public long InFeatures { get; }
+    /// <summary>How the weight is stored and applied.</summary>
+    public LinearBase Base => _base;
 
-    public long OutFeatures { get; }
+    public long InFeatures => _base.InFeatures;
 
-    /// <summary>True when <see cref="Weight"/> is stored <c>(in, out)</c> (GPT-2 <c>Conv1D</c>, PEFT's
-    /// <c>fan_in_fan_out</c>); the map is the same <c>in → out</c> either way.</summary>
-    public bool FanInFanOut { get; }
+    public long OutFeatures => _base.OutFeatures;
 
-    /// <summary>The weight as <c>(out, in)</c> whatever the storage: the parameter itself, or a transposed view.</summary>
-    public Tensor WeightOutIn() => FanInFanOut ? Weight.t() : Weight.alias();
+    /// <summary>PEFT's <c>fan_in_fan_out</c>: the weight is stored <c>(in, out)</c> (GPT-2 <c>Conv1D</c>).</summary>
+    public bool FanInFanOut => _base.FanInFanOut;
 
-    /// <summary>Enables DoRA for adapter <paramref name="name"/>: m₀ = ‖W + ΔW‖ (so the output is unchanged).</summary>
-    public void EnableDora(string name)
+    /// <summary>The stored weight of a dense base (<c>(out, in)</c>, or <c>(in, out)</c> when <see cref="FanInFanOut"/>).</summary>
+    /// <exception cref="LoraException">The base is not dense (read <see cref="LinearBase.Weight"/> instead).</exception>
+    public Parameter Weight => _base is DenseLinear dense
+        ? dense.WeightParameter
+        : throw new LoraException($"this layer's weight is stored as {_base.GetType().Name}, not as a dense parameter; use Base.Weight() for the (out, in) values.");
+
+    /// <summary>The bias <c>(out)</c>, or null.</summary>
+    public Parameter? Bias => _base.Bias;
+
+    /// <summary>The weight as <c>(out, in)</c> whatever the storage.</summary>
+    public Tensor WeightOutIn() => _base.Weight();
+
+    /// <summary>Swaps the base-layer kind (e.g. for a quantized one holding the same map); the new base's tensors
+    /// replace the old ones under their names. Adapters stay; none may be merged.</summary>
+    public void ReplaceBase(LinearBase linearBase)
     {
-        var adapter = Adapter(name);
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        var norm = DoraMath.WeightNorm(WeightOutIn(), adapter.DeltaWeight().to(Weight.dtype));
-        adapter.Magnitude = new Parameter(norm.to(adapter.LoraA.weight!.dtype).detach().clone().DetachFromDisposeScope());
-        adapter.register_parameter("lora_magnitude_vector", adapter.Magnitude);
+        ArgumentNullException.ThrowIfNull(linearBase);
+        if (linearBase.InFeatures != InFeatures || linearBase.OutFeatures != OutFeatures)
+            throw new ArgumentException($"the new base maps {linearBase.InFeatures} → {linearBase.OutFeatures}, this layer {InFeatures} → {OutFeatures}.", nameof(linearBase));
+        if (MergedAdapters.Count > 0)
+            throw new LoraException("cannot replace the base of a layer with merged adapters; unmerge first.");
+        foreach (var (name, _) in _base.Parameters)
+            _internal_params.Remove(name);
+        foreach (var (name, _) in _base.Buffers)
+            _internal_buffers.Remove(name);
+        _base = linearBase;
+        RegisterBase();
     }
 
-    /// <summary>W ← W + ΔW (DoRA: W ← (m/‖W + ΔW‖)·(W + ΔW), caching the norm for unmerge); a lora_B bias goes into
-    /// the bias.</summary>
-    protected override void MergeOne(string name, LoraAdapter adapter, bool safe)
-    {
-        var delta = adapter.DeltaWeight().to(Weight.dtype);
-        var weight = WeightOutIn();
-        Tensor merged;
-        Tensor? norm = null;
-        if (adapter.Magnitude is { } magnitude)
-        {
-            norm = DoraMath.WeightNorm(weight, delta).detach();
-            merged = (magnitude.to(Weight.dtype) / norm).view(-1, 1) * (weight + delta);
-        }
-        else
-        {
-            merged = weight + delta;
-        }
-
-        var newBias = adapter.LoraB.bias is { } loraBias && Bias is not null ? Bias + loraBias.to(Bias.dtype) * adapter.Scaling : null;
-        if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
-            throw NotFinite(name);
-
-        Weight.copy_(FanInFanOut ? merged.t() : merged);
-        if (newBias is not null)
-            Bias!.copy_(newBias);
-        if (norm is not null)
-            _mergedDoraNorms[name] = norm.clone().DetachFromDisposeScope();
-    }
-
-    protected override void UnmergeOne(string name, LoraAdapter adapter)
-    {
-        var delta = adapter.DeltaWeight().to(Weight.dtype);
-        var weight = WeightOutIn();
-        Tensor original;
-        if (adapter.Magnitude is { } magnitude && _mergedDoraNorms.Remove(name, out var norm))
-        {
-            original = weight / (magnitude.to(Weight.dtype) / norm).view(-1, 1) - delta;
-            norm.Dispose();
-        }
-        else
-        {
-            original = weight - delta;
-        }
-
-        Weight.copy_(FanInFanOut ? original.t() : original);
-        if (adapter.LoraB.bias is { } loraBias && Bias is not null)
-            Bias.copy_(Bias - loraBias.to(Bias.dtype) * adapter.Scaling);
-    }
-
-    protected override void OnRemoved(string name)
-    {
-        if (_mergedDoraNorms.Remove(name, out var norm))
-            norm.Dispose();
-    }
-
-    /// <summary><c>x (…, in) → (…, out)</c>: the base map plus the active, unmerged adapters.</summary>
+    /// <summary><c>x (…, in) → (…, out)</c>: the base map with the active, unmerged adapters applied.</summary>
     public override Tensor forward(Tensor x)
     {
         if (!AdaptersApply)
-            return BaseForward(x);
+            return _base.Forward(x);
 
         using var scope = NewDisposeScope();
-        var result = BaseForward(x);
-        foreach (var adapter in UnmergedActiveAdapters)
-        {
-            if (adapter.Magnitude is null)
-            {
-                result = result + adapter.call(x).to(result.dtype);
-                continue;
-            }
-
-            // DoRA: without dropout (or in eval) base(x) - b is reused; with active dropout the base map is
-            // recomputed on the dropped input, as PEFT does.
-            var dropped = adapter.Dropout(x.to(adapter.LoraA.weight!.dtype));
-            var loraOut = adapter.LoraB.call(adapter.LoraA.call(dropped)) * adapter.Scaling;
-            Tensor baseWithoutBias;
-            if (adapter.DropoutP > 0 && training)
-                baseWithoutBias = BaseForwardWithoutBias(dropped.to(Weight.dtype));
-            else
-                baseWithoutBias = Bias is null ? result : result - Bias;
-            Tensor norm;
-            using (no_grad())
-                norm = DoraMath.WeightNorm(WeightOutIn(), adapter.DeltaWeight().to(Weight.dtype)).detach();
-            result = result + DoraMath.Term(baseWithoutBias, loraOut.to(result.dtype), adapter.Magnitude.to(result.dtype), norm);
-        }
-
+        var adapters = UnmergedActiveAdapters.ToList();
+        var input = x;
+        foreach (var adapter in adapters)
+            input = adapter.AdaptInput(input);
+        var result = _base.Forward(input);
+        foreach (var adapter in adapters)
+            result = adapter.AdaptOutput(_base, x, result);
         return result.MoveToOuterDisposeScope();
     }
 
-    private Tensor BaseForwardWithoutBias(Tensor x) =>
-        FanInFanOut ? x.matmul(Weight) : nn.functional.linear(x, Weight);
-
     /// <summary>The base map alone, ignoring adapters.</summary>
-    public Tensor BaseForward(Tensor x)
-    {
-        if (!FanInFanOut)
-            return nn.functional.linear(x, Weight, Bias);
+    public Tensor BaseForward(Tensor x) => _base.Forward(x);
 
-        // Conv1D, as transformers computes it: addmm(b, x (N, in), W (in, out)) → (N, out), viewed back to (…, out).
-        using var scope = NewDisposeScope();
-        long[] outShape = [.. x.shape[..^1], OutFeatures];
-        var flat = x.reshape(-1, InFeatures);
-        var y = Bias is null ? flat.matmul(Weight) : addmm(Bias, flat, Weight, 1, 1);
-        return y.view(outShape).MoveToOuterDisposeScope();
+    protected override void MergeOne(LinearAdapter adapter, bool safe) => adapter.Merge(_base, safe);
+
+    protected override void UnmergeOne(LinearAdapter adapter) => adapter.Unmerge(_base);
+
+    protected override void OnRemoved(LinearAdapter adapter) => adapter.OnRemoved();
+
+    /// <summary>TorchSharp's <c>to()</c> replaces the registered tensors: hand the new ones to the base.</summary>
+    protected override void _toEpilog(ScalarType? dtype, torch.Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        _base.Rebind(name => _internal_params[name], name => _internal_buffers[name].Item1);
+    }
+
+    private void RegisterBase()
+    {
+        foreach (var (name, parameter) in _base.Parameters)
+            register_parameter(name, parameter);
+        foreach (var (name, buffer) in _base.Buffers)
+            register_buffer(name, buffer);
     }
 }

@@ -1,11 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
-using Lora.Adapters;
 using Lora.Data;
-using Lora.Evaluation;
 using Lora.Models;
-using Lora.SafeTensors;
+using Lora.Peft;
+using Lora.Training.Objectives;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,12 +11,13 @@ using static TorchSharp.torch;
 namespace Lora.Training;
 
 /// <summary>
-/// Instruction tuning of a <see cref="CausalLM"/> (LoRA adapters by default, or full / top-N fine-tuning), with
-/// transformers' Trainer semantics. One optimizer step:
+/// The training loop, with transformers' Trainer semantics, over any objective (<see cref="ITrainingObjective"/>:
+/// causal-LM SFT by default) and any set of trainable parameters (<see cref="TrainableSelection"/>: a PEFT adapter,
+/// full, or the top N layers). One optimizer step:
 /// <code>
 ///   micro-batches m = 1..A (A = gradient_accumulation_steps; fewer at the end of an epoch)
-///   N      = Σ_m non-ignored shifted labels of m                       (the whole accumulated batch, C15)
-///   for m:  S_m = Σ token CE of m (fp32);   backward(S_m / N)           (so the gradient is that of the mean)
+///   N      = Σ_m normaliser of m (label tokens for SFT)                (the whole accumulated batch, C15)
+///   for m:  S_m = the objective's summed loss of m;  backward(S_m / N)  (so the gradient is that of the mean)
 ///   loss   = Σ_m S_m / N                                                (logged; before the update)
 ///   g      = ‖(‖∇θ₁‖, …, ‖∇θₙ‖)‖₂                                       (grad_norm, before clipping)
 ///   clip:    ∇θ ← ∇θ · min(1, max_grad_norm / (g + 1e-6))               (when max_grad_norm &gt; 0)
@@ -38,83 +37,76 @@ public sealed class Trainer : IDisposable
     /// <summary>The loss-curve picture written at the end.</summary>
     public const string LossCurveFileName = "loss.svg";
 
-    private static readonly JsonSerializerOptions MetricsJson = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
-
     private readonly CausalLM _model;
-    private readonly LoraConfig? _adapterConfig;
-    private readonly IReadOnlyList<TokenizedExample>? _evalData;
-    private readonly IReadOnlyList<TokenizedExample>? _rows;
-    private readonly IReadOnlyList<PackedSequence>? _packedRows;
-    private readonly Collator _collator;
+    private readonly PeftConfig? _adapterConfig;
+    private readonly ITrainingObjective _objective;
+    private readonly ITrainingObjective? _evalObjective;
     private readonly BatchSampler _sampler;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _trainable;
     private readonly AdamW _optimizer;
     private readonly Device _device;
+    private readonly TrainingLog _log;
     private TrainerState _state;
     private int _cachedEpoch = -1;
     private List<int[]> _epochBatches = [];
 
-    /// <param name="model">The model; for <see cref="TrainingMode.Lora"/> with adapters already attached
-    /// (<see cref="LoraInjector.Inject"/> or <see cref="PeftAdapter.Load"/>).</param>
+    /// <summary>Causal-LM fine-tuning on tokenised examples (<see cref="CausalLMObjective"/>).</summary>
+    /// <param name="model">The model; for <see cref="TrainingMode.Peft"/> with adapters already attached
+    /// (<see cref="PeftInjector.Inject"/> or <see cref="PeftAdapter.Load"/>).</param>
     /// <param name="options">Hyper-parameters.</param>
     /// <param name="outputDirectory">Where checkpoints, metrics and the final adapter go.</param>
     /// <param name="trainData">Tokenised examples (labels -100 where the loss is not taken).</param>
     /// <param name="evalData">Optional evaluation examples.</param>
-    /// <param name="adapterConfig">The adapter's config, written with every checkpoint (LoRA mode).</param>
+    /// <param name="adapterConfig">The adapter's config, written with every checkpoint (PEFT mode).</param>
     /// <param name="padTokenId">Id written on padding (never predicted: its labels are -100).</param>
     public Trainer(CausalLM model, TrainingOptions options, string outputDirectory, IReadOnlyList<TokenizedExample> trainData,
-        IReadOnlyList<TokenizedExample>? evalData = null, LoraConfig? adapterConfig = null, int padTokenId = 0)
+        IReadOnlyList<TokenizedExample>? evalData = null, PeftConfig? adapterConfig = null, int padTokenId = 0)
+        : this(model, options, outputDirectory, Sft(trainData, options, padTokenId),
+            evalData is { Count: > 0 } ? new CausalLMObjective(evalData, padTokenId, role: "evaluation") : null, adapterConfig)
+    {
+    }
+
+    /// <summary>Training on any objective.</summary>
+    /// <param name="model">The model (see the other constructor).</param>
+    /// <param name="options">Hyper-parameters.</param>
+    /// <param name="outputDirectory">Where checkpoints, metrics and the final adapter go.</param>
+    /// <param name="objective">What is optimized, over the training data.</param>
+    /// <param name="evalObjective">The same objective over evaluation data, or null.</param>
+    /// <param name="adapterConfig">The adapter's config, written with every checkpoint (PEFT mode).</param>
+    public Trainer(CausalLM model, TrainingOptions options, string outputDirectory, ITrainingObjective objective,
+        ITrainingObjective? evalObjective = null, PeftConfig? adapterConfig = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(trainData);
+        ArgumentNullException.ThrowIfNull(objective);
         options.Validate();
         _model = model;
         Options = options;
         OutputDirectory = outputDirectory;
         _adapterConfig = adapterConfig;
-        _evalData = evalData is { Count: > 0 } ? evalData : null;
+        _objective = objective;
+        _evalObjective = evalObjective;
         _device = model.parameters().First().device;
-        if (trainData.Count == 0)
-            throw new LoraException("the training data has no examples.");
-        if (trainData.All(e => e.PredictedTokens == 0))
-            throw new LoraException("every training example is fully masked (no label other than -100 after the shift): nothing to learn.");
         if (options.Bf16)
         {
             if (_device.type != DeviceType.CUDA)
                 throw new LoraException("bf16 needs a CUDA device (it is the base model's compute dtype on GPU); train in fp32 on CPU.");
-            if (model.named_parameters().Any(p => !AdapterKeys.IsAdapterParameter(p.name) && p.parameter.dtype != ScalarType.BFloat16))
+            var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+            if (model.parameters().Any(p => !adapterParameters.Contains(p) && p.dtype != ScalarType.BFloat16))
                 throw new LoraException("bf16: load the base model in bfloat16 (CausalLM.FromPretrained(dir, ScalarType.BFloat16, device)).");
         }
 
-        _trainable = SelectTrainable(model, options, adapterConfig);
+        _trainable = TrainableSelection.Apply(model, options, adapterConfig);
         model.GradientCheckpointing = options.GradientCheckpointing;
 
-        if (options.Packing)
-        {
-            _packedRows = Packer.Pack(trainData, options.MaxLength).ToList();
-            _sampler = new BatchSampler(_packedRows.Select(r => r.Length).ToArray(), options.BatchSize, options.Sampling, options.Seed);
-        }
-        else
-        {
-            _rows = trainData;
-            _sampler = new BatchSampler(trainData.Select(e => e.InputIds.Length).ToArray(), options.BatchSize, options.Sampling, options.Seed);
-        }
-
-        _collator = new Collator(padTokenId, packedMask: true);
+        _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
         MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
         StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps);
         TotalSteps = options.MaxSteps > 0 ? options.MaxSteps : (int)Math.Ceiling(options.Epochs * StepsPerEpoch);
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
-
-        var (decay, noDecay) = WeightDecayGroups.Split(model);
-        var groups = new List<AdamW.ParamGroup>();
-        if (decay.Count > 0)
-            groups.Add(Group(decay, options.WeightDecay));
-        if (noDecay.Count > 0)
-            groups.Add(Group(noDecay, 0));
-        _optimizer = torch.optim.AdamW(groups, options.LearningRate, options.AdamBeta1, options.AdamBeta2, options.AdamEpsilon);
+        _optimizer = OptimizerSetup.AdamW(model, options);
+        _log = new TrainingLog(Path.Combine(OutputDirectory, MetricsFileName));
         _state = NewState();
     }
 
@@ -167,7 +159,7 @@ public sealed class Trainer : IDisposable
         if (resumeFrom is not null)
             Resume(resumeFrom);
         else
-            File.WriteAllText(MetricsPath, string.Empty);
+            _log.Start();
 
         var clock = Stopwatch.StartNew();
         var firstStep = _state.GlobalStep;
@@ -178,88 +170,82 @@ public sealed class Trainer : IDisposable
         double lastLoss = double.NaN;
         string? lastCheckpoint = TrainingCheckpoints.Latest(OutputDirectory);
         double? lastEval = null;
+        Dictionary<string, double>? metricsSinceLog = null;
 
         _model.train();
         while (_state.GlobalStep < TotalSteps)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var step = _state.GlobalStep; // 0-based index of the step being made
-            var (loss, gradNorm, lr, inputTokens) = Step(step, lastCheckpoint);
+            var result = Step(step, lastCheckpoint);
             var done = step + 1;
             _state.GlobalStep = done;
             _state.Epoch = (double)done / StepsPerEpoch;
             (_state.SamplerEpoch, _state.SamplerBatch) = DataPosition(done);
-            lastLoss = loss;
-            tokensThisRun += inputTokens;
-            tokensSinceLog += inputTokens;
-            lossSinceLog += loss;
+            lastLoss = result.Loss;
+            tokensThisRun += result.InputTokens;
+            tokensSinceLog += result.InputTokens;
+            lossSinceLog += result.Loss;
             stepsSinceLog++;
+            foreach (var (name, value) in result.Metrics)
+            {
+                metricsSinceLog ??= [];
+                metricsSinceLog[name] = metricsSinceLog.GetValueOrDefault(name) + value;
+            }
 
             var elapsed = clock.Elapsed;
             var perStep = elapsed / Math.Max(1, done - firstStep);
-            StepCompleted?.Invoke(new TrainingProgress(done, TotalSteps, loss, lr, gradNorm,
+            StepCompleted?.Invoke(new TrainingProgress(done, TotalSteps, result.Loss, result.LearningRate, result.GradNorm,
                 tokensThisRun / Math.Max(elapsed.TotalSeconds, 1e-9), _state.Epoch, elapsed, perStep * (TotalSteps - done)));
 
             var last = done == TotalSteps;
             if (done % Options.LoggingSteps == 0 || last)
             {
-                Log(new TrainingLogEntry
+                _log.Write(_state, new TrainingLogEntry
                 {
                     Step = done,
                     Epoch = _state.Epoch,
                     Loss = lossSinceLog / stepsSinceLog,
-                    LearningRate = lr,
-                    GradNorm = gradNorm,
+                    LearningRate = result.LearningRate,
+                    GradNorm = result.GradNorm,
                     TokensPerSecond = tokensSinceLog / Math.Max(sinceLog.Elapsed.TotalSeconds, 1e-9),
-                });
-                (lossSinceLog, stepsSinceLog, tokensSinceLog) = (0, 0, 0);
+                    Metrics = metricsSinceLog?.ToDictionary(m => m.Key, m => (object)(m.Value / stepsSinceLog), StringComparer.Ordinal),
+                }, Logged);
+                (lossSinceLog, stepsSinceLog, tokensSinceLog, metricsSinceLog) = (0, 0, 0, null);
                 sinceLog.Restart();
             }
 
             var evalEvery = Options.EvalSteps ?? Options.LoggingSteps;
-            if (_evalData is not null && ((evalEvery > 0 && done % evalEvery == 0) || last))
-                lastEval = EvaluateAndLog().Loss;
+            if (_evalObjective is not null && ((evalEvery > 0 && done % evalEvery == 0) || last))
+                lastEval = EvaluateAndLog()["loss"];
 
             if (Options.SaveSteps > 0 && (done % Options.SaveSteps == 0 || last))
                 lastCheckpoint = SaveCheckpoint();
         }
 
-        if (_evalData is not null && lastEval is null)
-            lastEval = EvaluateAndLog().Loss;
+        if (_evalObjective is not null && lastEval is null)
+            lastEval = EvaluateAndLog()["loss"];
         if (double.IsNaN(lastLoss))
             lastLoss = _state.Entries().LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN;
 
         SaveModel(OutputDirectory);
         AtomicFile.WriteAllText(Path.Combine(OutputDirectory, TrainerState.FileName), _state.ToJson());
-        AtomicFile.WriteAllText(LossCurvePath, LossCurveSvg.Render(_state.Entries(), "Training loss"));
+        var lossCurve = Path.Combine(OutputDirectory, LossCurveFileName);
+        AtomicFile.WriteAllText(lossCurve, LossCurveSvg.Render(_state.Entries(), "Training loss"));
         var checkpoints = TrainingCheckpoints.List(OutputDirectory).Select(c => c.Path).ToList();
-        return new TrainingResult(_state.GlobalStep, lastLoss, lastEval, OutputDirectory, checkpoints, MetricsPath, LossCurvePath, _state.Entries().ToList());
+        return new TrainingResult(_state.GlobalStep, lastLoss, lastEval, OutputDirectory, checkpoints, _log.MetricsPath, lossCurve, _state.Entries().ToList());
     }
 
-    /// <summary>Token-weighted loss over the evaluation data (the model is put back in training mode after).</summary>
-    public EvaluationResult Evaluate()
+    /// <summary>The objective's metrics over the evaluation data (<c>loss</c> first; the model is put back in
+    /// training mode after).</summary>
+    public IReadOnlyDictionary<string, double> Evaluate()
     {
-        if (_evalData is null)
-            throw new LoraException("no evaluation data was given.");
+        var eval = _evalObjective ?? throw new LoraException("no evaluation data was given.");
         _model.eval();
         try
         {
             using var noGrad = no_grad();
-            double sum = 0;
-            long tokens = 0;
-            foreach (var chunk in _evalData.Chunk(Options.EvalBatchSize))
-            {
-                using var scope = NewDisposeScope();
-                using var batch = _collator.Collate(chunk);
-                var logits = _model.Forward(batch.InputIds.to(_device), batch.AttentionMask.to(_device));
-                var (s, n) = CausalLMLoss.Sum(logits, batch.Labels.to(_device));
-                sum += s.to(ScalarType.Float64).item<double>();
-                tokens += n;
-            }
-
-            if (tokens == 0)
-                throw new LoraException("the evaluation data has no predicted tokens (every example is fully masked).");
-            return new EvaluationResult(sum / tokens, Math.Exp(sum / tokens), tokens);
+            return eval.Evaluate(_model, _device, Options.EvalBatchSize);
         }
         finally
         {
@@ -273,56 +259,61 @@ public sealed class Trainer : IDisposable
         GradientCheckpoint.ReleasePending();
     }
 
-    private string MetricsPath => Path.Combine(OutputDirectory, MetricsFileName);
+    private static CausalLMObjective Sft(IReadOnlyList<TokenizedExample> trainData, TrainingOptions options, int padTokenId)
+    {
+        ArgumentNullException.ThrowIfNull(trainData);
+        options.Validate();
+        return new CausalLMObjective(trainData, padTokenId, options.Packing, options.MaxLength);
+    }
 
-    private string LossCurvePath => Path.Combine(OutputDirectory, LossCurveFileName);
+    private sealed record StepResult(double Loss, double GradNorm, double LearningRate, long InputTokens, IReadOnlyDictionary<string, double> Metrics);
 
-    /// <summary>One optimizer step (0-based <paramref name="step"/>); returns its loss, pre-clip norm, rate, tokens.</summary>
-    private (double Loss, double GradNorm, double Lr, long InputTokens) Step(int step, string? lastCheckpoint)
+    /// <summary>One optimizer step (0-based <paramref name="step"/>).</summary>
+    private StepResult Step(int step, string? lastCheckpoint)
     {
         using var scope = NewDisposeScope();
         var epoch = step / StepsPerEpoch;
         var first = step % StepsPerEpoch * Options.GradientAccumulationSteps;
         var count = Math.Min(Options.GradientAccumulationSteps, MicroBatchesPerEpoch - first);
-        var batches = new List<Batch>(count);
+        var batches = new List<IObjectiveBatch>(count);
         try
         {
             foreach (var indices in BatchesOf(epoch).Skip(first).Take(count))
-                batches.Add(Collate(indices));
-            var tokens = batches.Sum(b => b.LabelTokens);
+                batches.Add(_objective.Collate(indices));
+            var normalizer = batches.Sum(b => b.Normalizer);
             long inputTokens = batches.Sum(b => b.InputTokens);
             var lr = Schedule.LearningRateAt(step);
             foreach (var group in _optimizer.ParamGroups)
                 group.LearningRate = lr;
             _optimizer.zero_grad();
-            if (tokens == 0)
+            if (normalizer == 0)
             {
-                Message?.Invoke($"step {step + 1}: the accumulated batch has no target tokens; skipped.");
-                return (0, 0, lr, inputTokens);
+                Message?.Invoke($"step {step + 1}: the accumulated batch has nothing to learn from (no target tokens); skipped.");
+                return new StepResult(0, 0, lr, inputTokens, new Dictionary<string, double>());
             }
 
             double lossSum = 0;
+            var metricSums = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var batch in batches)
             {
                 using var micro = NewDisposeScope();
-                var logits = batch.PackedMask is not null
-                    ? _model.Forward(batch.InputIds.to(_device), batch.PackedMask.to(_device), batch.PositionIds.to(_device))
-                    : _model.Forward(batch.InputIds.to(_device), batch.InputTokens == batch.InputIds.numel() ? null : batch.AttentionMask.to(_device));
-                var (sum, _) = CausalLMLoss.Sum(logits, batch.Labels.to(_device));
-                (sum / tokens).backward();
+                var loss = _objective.Loss(_model, batch, _device);
+                (loss.Sum / normalizer).backward();
                 GradientCheckpoint.ReleasePending();
-                lossSum += sum.to(ScalarType.Float64).item<double>();
+                lossSum += loss.Sum.to(ScalarType.Float64).item<double>();
+                foreach (var (name, sum) in loss.MetricSums ?? new Dictionary<string, Tensor>())
+                    metricSums[name] = metricSums.GetValueOrDefault(name) + sum.to(ScalarType.Float64).item<double>();
             }
 
-            var loss = lossSum / tokens;
-            if (!double.IsFinite(loss))
-                throw Diverged("loss", loss, step + 1, lastCheckpoint);
+            var mean = lossSum / normalizer;
+            if (!double.IsFinite(mean))
+                throw Diverged("loss", mean, step + 1, lastCheckpoint);
             var norm = GradientClipping.ClipGlobalNorm(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
             if (!double.IsFinite(norm))
                 throw Diverged("gradient norm", norm, step + 1, lastCheckpoint);
             _optimizer.step();
             _optimizer.zero_grad();
-            return (loss, norm, lr, inputTokens);
+            return new StepResult(mean, norm, lr, inputTokens, metricSums.ToDictionary(m => m.Key, m => m.Value / normalizer, StringComparer.Ordinal));
         }
         finally
         {
@@ -335,10 +326,6 @@ public sealed class Trainer : IDisposable
         new($"the {what} became {value.ToString(CultureInfo.InvariantCulture)} at step {step}; training stopped before applying that step. " +
             (lastCheckpoint is null ? "No checkpoint had been saved yet." : $"The last good checkpoint is {lastCheckpoint}.") +
             " Lower the learning rate, enable clipping (max_grad_norm), or check the data.");
-
-    private Batch Collate(int[] indices) => _packedRows is not null
-        ? _collator.Collate(indices.Select(i => _packedRows[i]).ToList())
-        : _collator.Collate(indices.Select(i => _rows![i]).ToList());
 
     private List<int[]> BatchesOf(int epoch)
     {
@@ -355,25 +342,27 @@ public sealed class Trainer : IDisposable
     private (int Epoch, int Batch) DataPosition(int stepsDone) =>
         (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * Options.GradientAccumulationSteps);
 
-    private EvaluationResult EvaluateAndLog()
+    private IReadOnlyDictionary<string, double> EvaluateAndLog()
     {
-        var result = Evaluate();
-        Log(new TrainingLogEntry { Step = _state.GlobalStep, Epoch = _state.Epoch, EvalLoss = result.Loss, EvalPerplexity = result.Perplexity });
-        if (_state.BestMetric is null || result.Loss < _state.BestMetric)
+        var metrics = Evaluate();
+        var loss = metrics["loss"];
+        var others = metrics.Where(m => m.Key is not ("loss" or "perplexity")).ToDictionary(m => "eval_" + m.Key, m => (object)m.Value, StringComparer.Ordinal);
+        _log.Write(_state, new TrainingLogEntry
         {
-            _state.BestMetric = result.Loss;
+            Step = _state.GlobalStep,
+            Epoch = _state.Epoch,
+            EvalLoss = loss,
+            EvalPerplexity = metrics.TryGetValue("perplexity", out var ppl) ? ppl : null,
+            Metrics = others.Count > 0 ? others : null,
+        }, Logged);
+        if (_state.BestMetric is null || loss < _state.BestMetric)
+        {
+            _state.BestMetric = loss;
             _state.BestGlobalStep = _state.GlobalStep;
             _state.BestModelCheckpoint = null;
         }
 
-        return result;
-    }
-
-    private void Log(TrainingLogEntry entry)
-    {
-        _state.Add(entry);
-        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(entry, MetricsJson) + "\n");
-        Logged?.Invoke(entry);
+        return metrics;
     }
 
     private string SaveCheckpoint()
@@ -381,34 +370,17 @@ public sealed class Trainer : IDisposable
         var step = _state.GlobalStep;
         if (_state.BestGlobalStep == step)
             _state.BestModelCheckpoint = Path.Combine(OutputDirectory, TrainingCheckpoints.NameFor(step));
-        var path = TrainingCheckpoints.Write(OutputDirectory, step, dir =>
-        {
-            SaveModel(dir);
-            _optimizer.save_state_dict(Path.Combine(dir, TrainingCheckpoints.OptimizerFile));
-            File.WriteAllText(Path.Combine(dir, TrainingCheckpoints.SchedulerFile), JsonSerializer.Serialize(new
-            {
-                type = LearningRateSchedule.Name(Schedule.Type),
-                base_lr = Schedule.BaseLearningRate,
-                warmup_steps = Schedule.WarmupSteps,
-                total_steps = Schedule.TotalSteps,
-                last_epoch = step,
-                last_lr = Schedule.LearningRateAt(step),
-            }));
-            using (var rng = get_rng_state())
-                File.WriteAllBytes(Path.Combine(dir, TrainingCheckpoints.RngFile), rng.bytes.ToArray());
-            File.WriteAllText(Path.Combine(dir, TrainerState.FileName), _state.ToJson());
-            File.WriteAllText(Path.Combine(dir, TrainingCheckpoints.ArgsFile), JsonSerializer.Serialize(Options, new JsonSerializerOptions { WriteIndented = true }));
-        });
+        var path = TrainingCheckpoints.Save(OutputDirectory, _state, Options, Schedule, _optimizer, SaveModel);
         Message?.Invoke($"saved {path}");
         foreach (var removed in TrainingCheckpoints.Rotate(OutputDirectory, Options.SaveTotalLimit, _state.BestModelCheckpoint))
             Message?.Invoke($"removed {removed} (save_total_limit {Options.SaveTotalLimit})");
         return path;
     }
 
-    /// <summary>The trained weights: the PEFT adapter (LoRA) or the whole model (config.json + model.safetensors).</summary>
+    /// <summary>The trained weights: the PEFT adapter, or the whole model (config.json + model.safetensors).</summary>
     private void SaveModel(string dir)
     {
-        if (Options.Mode == TrainingMode.Lora)
+        if (Options.Mode == TrainingMode.Peft)
         {
             PeftAdapter.Save(_model, dir, _adapterConfig!, Options.AdapterName);
             return;
@@ -421,42 +393,16 @@ public sealed class Trainer : IDisposable
 
     private void Resume(string checkpoint)
     {
-        var statePath = Path.Combine(checkpoint, TrainerState.FileName);
-        if (!File.Exists(statePath))
-            throw new LoraException($"{checkpoint}: not a checkpoint directory ({TrainerState.FileName} not found).");
-        var state = TrainerState.Read(statePath);
-        if (state.GlobalStep > TotalSteps)
-            throw new LoraException($"{checkpoint}: the checkpoint is at step {state.GlobalStep}, past this run's {TotalSteps} steps.");
-        if (state.Seed != Options.Seed)
-            throw new LoraException($"{checkpoint}: the checkpoint was trained with seed {state.Seed}, this run has seed {Options.Seed}; the data order would differ.");
-
-        if (Options.Mode == TrainingMode.Lora)
+        var state = TrainingCheckpoints.ReadState(checkpoint, TotalSteps, Options.Seed);
+        if (Options.Mode == TrainingMode.Peft)
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
-
-        var optimizerPath = Path.Combine(checkpoint, TrainingCheckpoints.OptimizerFile);
-        if (!File.Exists(optimizerPath))
-            throw new LoraException($"{optimizerPath}: file not found.");
-        try
-        {
-            _optimizer.load_state_dict(optimizerPath);
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidDataException or EndOfStreamException)
-        {
-            throw new LoraException($"{optimizerPath}: the optimizer state does not match these trainable parameters ({e.Message}).", e);
-        }
-
-        var rngPath = Path.Combine(checkpoint, TrainingCheckpoints.RngFile);
-        if (File.Exists(rngPath))
-        {
-            using var rng = tensor(File.ReadAllBytes(rngPath), ScalarType.Byte);
-            set_rng_state(rng);
-        }
+        TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
 
         _state = state;
         _state.MaxSteps = TotalSteps;
-        File.WriteAllLines(MetricsPath, _state.Entries().Select(e => JsonSerializer.Serialize(e, MetricsJson)));
+        _log.Restart(_state);
         Message?.Invoke($"resumed from {checkpoint} at step {state.GlobalStep} of {TotalSteps}");
     }
 
@@ -470,57 +416,4 @@ public sealed class Trainer : IDisposable
         TrainBatchSize = Options.BatchSize,
         Seed = Options.Seed,
     };
-
-    private AdamW.ParamGroup Group(IEnumerable<(string Name, Parameter Parameter)> parameters, double weightDecay) =>
-        new(parameters.Select(p => p.Parameter), new AdamW.Options
-        {
-            LearningRate = Options.LearningRate,
-            beta1 = Options.AdamBeta1,
-            beta2 = Options.AdamBeta2,
-            eps = Options.AdamEpsilon,
-            weight_decay = weightDecay,
-            amsgrad = false,
-            maximize = false,
-        });
-
-    /// <summary>Sets requires_grad for the mode and returns the trainable parameters.</summary>
-    private static IReadOnlyList<(string Name, Parameter Parameter)> SelectTrainable(CausalLM model, TrainingOptions options, LoraConfig? adapterConfig)
-    {
-        switch (options.Mode)
-        {
-            case TrainingMode.Lora:
-                if (!model.AdaptedLayers().Any())
-                    throw new LoraException("LoRA training needs adapters on the model: inject them (LoraInjector.Inject) or load one (PeftAdapter.Load), or choose full fine-tuning.");
-                if (adapterConfig is null)
-                    throw new LoraException("LoRA training needs the adapter's LoraConfig (it is saved with every checkpoint).");
-                // The trained adapter, plus the biases and modules_to_save its config declares (all saved with it).
-                return model.MarkTrainable(adapterConfig, options.AdapterName);
-            case TrainingMode.Full:
-                if (model.AdaptedLayers().Any())
-                    throw new LoraException("full fine-tuning of a model with adapters: merge and unload them first (MergeAndUnload).");
-                foreach (var (_, p) in model.named_parameters())
-                    p.requires_grad = true;
-                return model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
-            default:
-                if (model.AdaptedLayers().Any())
-                    throw new LoraException("top-N layer fine-tuning of a model with adapters: merge and unload them first (MergeAndUnload).");
-                var layers = model.Config.NumLayers;
-                if (options.TopLayers > layers)
-                    throw new LoraException($"top layers {options.TopLayers} > the model's {layers} layers.");
-                var trained = Enumerable.Range(layers - options.TopLayers, options.TopLayers).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToHashSet();
-                var result = new List<(string, Parameter)>();
-                foreach (var (name, p) in model.named_parameters())
-                {
-                    var parts = name.Split('.');
-                    var layerIndex = Array.FindIndex(parts, s => s is "layers" or "h");
-                    var train = (layerIndex >= 0 && layerIndex + 1 < parts.Length && trained.Contains(parts[layerIndex + 1]))
-                        || name is "model.norm.weight" or "transformer.ln_f.weight" or "transformer.ln_f.bias";
-                    p.requires_grad = train;
-                    if (train)
-                        result.Add((name, p));
-                }
-
-                return result;
-        }
-    }
 }

@@ -84,6 +84,11 @@ public sealed class TrainerState
         }
     }
 
+    private static readonly HashSet<string> FixedKeys = new(StringComparer.Ordinal)
+    {
+        "step", "epoch", "loss", "grad_norm", "learning_rate", "tokens_per_s", "eval_loss", "eval_perplexity",
+    };
+
     private static Dictionary<string, object> ToHf(TrainingLogEntry e)
     {
         var row = new Dictionary<string, object> { ["step"] = e.Step, ["epoch"] = e.Epoch };
@@ -99,12 +104,17 @@ public sealed class TrainerState
             row["eval_loss"] = el;
         if (e.EvalPerplexity is { } ep)
             row["eval_perplexity"] = ep;
+        foreach (var (name, value) in e.Metrics ?? [])
+            row[name] = value;
         return row;
     }
 
     private static TrainingLogEntry FromHf(JsonElement row)
     {
         double? Get(string name) => row.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+        var metrics = row.EnumerateObject()
+            .Where(p => !FixedKeys.Contains(p.Name) && p.Value.ValueKind == JsonValueKind.Number)
+            .ToDictionary(p => p.Name, p => (object)p.Value.GetDouble(), StringComparer.Ordinal);
         return new TrainingLogEntry
         {
             Step = (int)(Get("step") ?? 0),
@@ -115,6 +125,7 @@ public sealed class TrainerState
             TokensPerSecond = Get("tokens_per_s"),
             EvalLoss = Get("eval_loss"),
             EvalPerplexity = Get("eval_perplexity"),
+            Metrics = metrics.Count > 0 ? metrics : null,
         };
     }
 }

@@ -1,5 +1,8 @@
 using System.Globalization;
+using System.Text.Json;
 using System.Text.RegularExpressions;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
 
 namespace Lora.Training;
 
@@ -8,7 +11,7 @@ namespace Lora.Training;
 /// atomically (assembled under a hidden temporary name, then renamed), keeping the newest K, and finding the latest.
 /// <code>
 ///   checkpoint-{step}/
-///     adapter_config.json, adapter_model.safetensors   PEFT adapter (LoRA)   | config.json, model.safetensors (full / top-N)
+///     adapter_config.json, adapter_model.safetensors   PEFT adapter (any method) | config.json, model.safetensors (full / top-N)
 ///     optimizer.bin       AdamW state (TorchSharp's native format: per group lr/betas/eps/decay, per parameter step, m, v)
 ///     scheduler.json      schedule type, base lr, warmup W, total T, steps taken
 ///     rng_state.bin       the CPU torch generator state (dropout)
@@ -92,6 +95,69 @@ public static partial class TrainingCheckpoints
         }
 
         return removed;
+    }
+
+    /// <summary>Writes <c>checkpoint-{state.GlobalStep}</c> atomically: the trained weights (<paramref name="saveModel"/>),
+    /// the optimizer, the schedule, the RNG state, the trainer state and the options.</summary>
+    internal static string Save(string outputDirectory, TrainerState state, TrainingOptions options, LearningRateSchedule schedule,
+        AdamW optimizer, Action<string> saveModel)
+    {
+        var step = state.GlobalStep;
+        return Write(outputDirectory, step, dir =>
+        {
+            saveModel(dir);
+            optimizer.save_state_dict(Path.Combine(dir, OptimizerFile));
+            File.WriteAllText(Path.Combine(dir, SchedulerFile), JsonSerializer.Serialize(new
+            {
+                type = LearningRateSchedule.Name(schedule.Type),
+                base_lr = schedule.BaseLearningRate,
+                warmup_steps = schedule.WarmupSteps,
+                total_steps = schedule.TotalSteps,
+                last_epoch = step,
+                last_lr = schedule.LearningRateAt(step),
+            }));
+            using (var rng = get_rng_state())
+                File.WriteAllBytes(Path.Combine(dir, RngFile), rng.bytes.ToArray());
+            File.WriteAllText(Path.Combine(dir, TrainerState.FileName), state.ToJson());
+            File.WriteAllText(Path.Combine(dir, ArgsFile), JsonSerializer.Serialize(options, new JsonSerializerOptions { WriteIndented = true }));
+        });
+    }
+
+    /// <summary>Reads <paramref name="checkpoint"/>'s trainer state and checks it fits this run.</summary>
+    internal static TrainerState ReadState(string checkpoint, int totalSteps, int seed)
+    {
+        var statePath = Path.Combine(checkpoint, TrainerState.FileName);
+        if (!File.Exists(statePath))
+            throw new LoraException($"{checkpoint}: not a checkpoint directory ({TrainerState.FileName} not found).");
+        var state = TrainerState.Read(statePath);
+        if (state.GlobalStep > totalSteps)
+            throw new LoraException($"{checkpoint}: the checkpoint is at step {state.GlobalStep}, past this run's {totalSteps} steps.");
+        if (state.Seed != seed)
+            throw new LoraException($"{checkpoint}: the checkpoint was trained with seed {state.Seed}, this run has seed {seed}; the data order would differ.");
+        return state;
+    }
+
+    /// <summary>Restores the optimizer and the RNG state saved in <paramref name="checkpoint"/>.</summary>
+    internal static void RestoreOptimizerAndRng(string checkpoint, AdamW optimizer)
+    {
+        var optimizerPath = Path.Combine(checkpoint, OptimizerFile);
+        if (!File.Exists(optimizerPath))
+            throw new LoraException($"{optimizerPath}: file not found.");
+        try
+        {
+            optimizer.load_state_dict(optimizerPath);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or EndOfStreamException)
+        {
+            throw new LoraException($"{optimizerPath}: the optimizer state does not match these trainable parameters ({e.Message}).", e);
+        }
+
+        var rngPath = Path.Combine(checkpoint, RngFile);
+        if (File.Exists(rngPath))
+        {
+            using var rng = tensor(File.ReadAllBytes(rngPath), ScalarType.Byte);
+            set_rng_state(rng);
+        }
     }
 
     [GeneratedRegex(@"^checkpoint-(\d+)$")]

@@ -6,7 +6,8 @@ namespace Lora.Training;
 /// One row of the run's log (<c>metrics.jsonl</c>, <c>trainer_state.json</c>'s <c>log_history</c>): a training row
 /// (<see cref="Loss"/> = mean of the logged steps' losses, each the token-weighted mean before its update;
 /// <see cref="LearningRate"/> and <see cref="GradNorm"/> of the last step) or an evaluation row
-/// (<see cref="EvalLoss"/>, <see cref="EvalPerplexity"/> = exp(eval_loss), token-weighted over the eval set).
+/// (<see cref="EvalLoss"/>, <see cref="EvalPerplexity"/> = exp(eval_loss), token-weighted over the eval set), plus
+/// whatever other metrics the objective reports (<see cref="Metrics"/>).
 /// </summary>
 public sealed record TrainingLogEntry
 {
@@ -37,6 +38,11 @@ public sealed record TrainingLogEntry
 
     [JsonPropertyName("eval_perplexity")]
     public double? EvalPerplexity { get; init; }
+
+    /// <summary>The objective's other metrics (<c>rewards/margins</c>, <c>eval_rewards/accuracies</c>, ...), written
+    /// beside the fixed fields; null when there are none.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, object>? Metrics { get; init; }
 
     [JsonIgnore]
     public bool IsEval => EvalLoss is not null;

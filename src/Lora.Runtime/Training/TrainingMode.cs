@@ -3,8 +3,9 @@ namespace Lora.Training;
 /// <summary>Which parameters a run trains.</summary>
 public enum TrainingMode
 {
-    /// <summary>Only the LoRA adapters (and the biases the adapter config's <c>bias</c> asks for); the base is frozen.</summary>
-    Lora,
+    /// <summary>Only the PEFT adapter (LoRA, IA3, ...) and what its config trains besides (LoRA's <c>bias</c>,
+    /// <c>modules_to_save</c>); the base is frozen.</summary>
+    Peft,
 
     /// <summary>Every parameter of the model (full fine-tuning); checkpoints hold the whole model.</summary>
     Full,

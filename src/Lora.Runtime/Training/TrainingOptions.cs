@@ -80,15 +80,15 @@ public sealed record TrainingOptions
     /// <summary><c>gradient_checkpointing</c> (false): recompute each decoder block in the backward pass.</summary>
     public bool GradientCheckpointing { get; init; }
 
-    /// <summary>What is trained (LoRA adapters by default).</summary>
-    public TrainingMode Mode { get; init; } = TrainingMode.Lora;
+    /// <summary>What is trained (a PEFT adapter by default).</summary>
+    public TrainingMode Mode { get; init; } = TrainingMode.Peft;
 
     /// <summary>For <see cref="TrainingMode.TopLayers"/>: how many of the last decoder blocks to train.</summary>
     public int TopLayers { get; init; } = 2;
 
-    /// <summary>For <see cref="TrainingMode.Lora"/>: the adapter that trains (others stay frozen). A non-default name
+    /// <summary>For <see cref="TrainingMode.Peft"/>: the adapter that trains (others stay frozen). A non-default name
     /// is saved in a subdirectory of that name, as PEFT does.</summary>
-    public string AdapterName { get; init; } = Adapters.PeftAdapter.DefaultName;
+    public string AdapterName { get; init; } = Peft.PeftAdapter.DefaultName;
 
     /// <summary>Checks the options alone (data-dependent checks happen when training starts).</summary>
     /// <exception cref="LoraException">The first invalid or conflicting option.</exception>
@@ -130,7 +130,7 @@ public sealed record TrainingOptions
             throw new LoraException($"max length must be >= 2 (got {MaxLength}).");
         if (Mode == TrainingMode.TopLayers && TopLayers < 1)
             throw new LoraException($"top layers must be >= 1 (got {TopLayers}).");
-        if (Bf16 && Mode != TrainingMode.Lora)
-            throw new LoraException("bf16 trains LoRA adapters over a bf16 base; full and top-N fine-tuning need fp32 weights.");
+        if (Bf16 && Mode != TrainingMode.Peft)
+            throw new LoraException("bf16 trains adapters over a bf16 base; full and top-N fine-tuning need fp32 weights.");
     }
 }

@@ -51,6 +51,8 @@ public partial class Gpt2LMHeadModel : CausalLM
         return LmHead.call(hidden).MoveToOuterDisposeScope();                          // (B, T, vocab)
     }
 
+    public override nn.Module OutputHead => LmHead;
+
     protected override string BaseModelPrefix => "transformer";
 
     /// <summary>The causal-mask buffers older transformers versions saved with each attention block.</summary>

@@ -51,6 +51,8 @@ public class LlamaForCausalLM : CausalLM
         return LmHead.call(hidden).MoveToOuterDisposeScope();                    // (B, T, vocab)
     }
 
+    public override nn.Module OutputHead => LmHead;
+
     protected override string BaseModelPrefix => "model";
 
     protected override bool IsKnownBuffer(string key) =>

@@ -1,0 +1,44 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Lora.Peft;
+
+/// <summary>
+/// PEFT's <c>modules_to_save</c> (<c>utils/other.py</c>, <c>_set_trainable</c>: a module whose path ends with a listed
+/// name): every parameter of such a module trains in full and is saved with the adapter as
+/// <c>base_model.model.{name}</c> (PEFT drops its <c>modules_to_save.{adapter}</c> infix on save).
+/// </summary>
+public static class ModulesToSave
+{
+    /// <summary>The parameters of the modules <paramref name="config"/> saves, with their PEFT keys, in model order.</summary>
+    public static IEnumerable<(string PeftKey, Parameter Parameter)> Entries(nn.Module model, TunerConfig config)
+    {
+        var saved = Paths(model, config);
+        if (saved.Count == 0)
+            yield break;
+        var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            var owner = name.Contains('.', StringComparison.Ordinal) ? name[..name.LastIndexOf('.')] : string.Empty;
+            if (saved.Contains(owner) && !adapterParameters.Contains(parameter))
+                yield return (AdapterKeys.PeftPrefix + name, parameter);
+        }
+    }
+
+    /// <summary>Paths of the modules named by <c>modules_to_save</c>.</summary>
+    /// <exception cref="LoraException">A name matches no module of the model.</exception>
+    public static HashSet<string> Paths(nn.Module model, TunerConfig config)
+    {
+        if (config.ModulesToSave is not { Count: > 0 } names)
+            return [];
+        var paths = PeftTargeting.BaseModules(model)
+            .Select(m => m.Path)
+            .Where(p => p.Length > 0 && names.Any(n => p == n || p.EndsWith("." + n, StringComparison.Ordinal)))
+            .ToHashSet(StringComparer.Ordinal);
+        var missing = names.Where(n => !paths.Any(p => p == n || p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
+        if (missing.Count > 0)
+            throw new LoraException($"modules_to_save names {string.Join(", ", missing)}, which this model does not have.");
+        return paths;
+    }
+}

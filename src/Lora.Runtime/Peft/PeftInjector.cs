@@ -1,0 +1,41 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Lora.Peft;
+
+/// <summary>
+/// The one place adapters of any method are attached to layers. The dynamic path (<see cref="Inject"/>: a config
+/// resolved against the module tree at run time, PEFT style) and the source generator's emitted code (typed field
+/// accesses resolved at build time, calling <see cref="Attach"/>) both end in the method's
+/// <see cref="LayerTunerMethod{TConfig}.Attach"/>, so they create identical adapters.
+/// </summary>
+public static class PeftInjector
+{
+    /// <summary>Adds adapter <paramref name="adapterName"/> to every layer of <paramref name="model"/> that
+    /// <paramref name="config"/> targets; returns their paths (ordinal order).</summary>
+    /// <exception cref="LoraException">The targets match no layer that can host the method (the message lists the
+    /// linear layers there are), or match one that cannot (e.g. a norm).</exception>
+    public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName) =>
+        PeftMethods.For(config).Inject(model, config, adapterName);
+
+    /// <summary>The layers <paramref name="config"/> selects, with the same errors as <see cref="Inject"/>.</summary>
+    public static IReadOnlyList<(string Path, IAdapterHost Layer)> ResolveTargets(nn.Module model, TunerConfig config) =>
+        Tuner(config).ResolveTargets(model, config);
+
+    /// <summary>Adds one adapter of <paramref name="config"/>'s method to <paramref name="layer"/> (at
+    /// <paramref name="path"/>, for per-module settings), as the dynamic path would.</summary>
+    /// <exception cref="LoraException">The layer cannot host the method.</exception>
+    public static nn.Module Attach(IAdapterHost layer, string path, TunerConfig config, string adapterName) =>
+        Tuner(config).Attach(layer, path, config, adapterName);
+
+    private static ILayerTuner Tuner(TunerConfig config) =>
+        PeftMethods.For(config) as ILayerTuner ?? throw new LoraException($"{config.PeftType} does not adapt layers.");
+}
+
+/// <summary>The untyped face of <see cref="LayerTunerMethod{TConfig}"/>.</summary>
+internal interface ILayerTuner
+{
+    IReadOnlyList<(string Path, IAdapterHost Layer)> ResolveTargets(nn.Module model, TunerConfig config);
+
+    nn.Module Attach(IAdapterHost layer, string path, TunerConfig config, string adapterName);
+}

@@ -1,0 +1,33 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Lora.Training;
+
+/// <summary>AdamW over the trainable parameters, in transformers' two groups: decayed, and not decayed (biases and
+/// norm weights, <see cref="WeightDecayGroups"/>).</summary>
+internal static class OptimizerSetup
+{
+    public static AdamW AdamW(nn.Module model, TrainingOptions options)
+    {
+        var (decay, noDecay) = WeightDecayGroups.Split(model);
+        var groups = new List<AdamW.ParamGroup>();
+        if (decay.Count > 0)
+            groups.Add(Group(decay, options, options.WeightDecay));
+        if (noDecay.Count > 0)
+            groups.Add(Group(noDecay, options, 0));
+        return torch.optim.AdamW(groups, options.LearningRate, options.AdamBeta1, options.AdamBeta2, options.AdamEpsilon);
+    }
+
+    private static AdamW.ParamGroup Group(IEnumerable<(string Name, Parameter Parameter)> parameters, TrainingOptions options, double weightDecay) =>
+        new(parameters.Select(p => p.Parameter), new AdamW.Options
+        {
+            LearningRate = options.LearningRate,
+            beta1 = options.AdamBeta1,
+            beta2 = options.AdamBeta2,
+            eps = options.AdamEpsilon,
+            weight_decay = weightDecay,
+            amsgrad = false,
+            maximize = false,
+        });
+}
