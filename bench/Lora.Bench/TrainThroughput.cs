@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Backend;
 using Lora.Models;
 using Lora.Training;
@@ -50,7 +51,7 @@ internal static class TrainThroughput
         model.InitializeWeights();
         var nMatmul = model.modules().OfType<Modules.LinearLayer>().Sum(l => l.InFeatures * l.OutFeatures);
         var config = new LoraConfig { R = r, LoraAlpha = 2 * r, TargetModules = TargetModules.FromNames(targets.Split(',')) };
-        LoraInjector.Inject(model, config);
+        PeftInjector.Inject(model, config);
         var trainable = model.MarkTrainable(config).Select(p => p.Parameter).ToList();
         model.train();
         using var optimizer = optim.AdamW(trainable, lr: 2e-4);

@@ -30,7 +30,7 @@ internal static class SyntheticProject
     [
         .. Net100.References.All,
         MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location),
-        MetadataReference.CreateFromFile(typeof(Lora.Adapters.LoraConfig).Assembly.Location),
+        MetadataReference.CreateFromFile(typeof(Lora.Tuners.LoRA.LoraConfig).Assembly.Location),
     ];
 
     public static string ModelSource(int i, string comment = "") =>

@@ -31,10 +31,10 @@ public static class Program
         };
         using var model = new TinyLora(config);    // constructor forwarded by the generator
         model.InitializeWeights();                 // a random "pretrained" base
-        model.InjectLora();                        // typed: exactly blocks.{0,1}.fc_in / fc_out
-        var trainable = model.MarkLoraTrainable(); // base frozen, adapters trainable
+        model.InjectAdapters();                        // typed: exactly blocks.{0,1}.fc_in / fc_out
+        var trainable = model.MarkAdaptersTrainable(); // base frozen, adapters trainable
         model.train();
-        Console.WriteLine("LoRA targets: " + string.Join(", ", model.LoraTargets().Select(t => t.Path)));
+        Console.WriteLine("LoRA targets: " + string.Join(", ", model.AdapterTargets().Select(t => t.Path)));
         model.PrintTrainableParameters();
 
         // Toy next-token task: token t is followed by (3t + 1) mod 16.

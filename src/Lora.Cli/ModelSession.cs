@@ -25,6 +25,11 @@ internal sealed class ModelSession : IDisposable
 
     public static ModelSession Open(string modelDir, string? adapterDir, bool merge, string device, string dtype, TextWriter warnings)
     {
+        // Cheap checks first: a wrong path is reported before the backend starts.
+        if (!Directory.Exists(modelDir))
+            throw new LoraException($"{modelDir}: model directory not found.");
+        if (adapterDir is not null)
+            PeftConfigFile.Read(adapterDir);
         var dev = TorchRuntime.Initialize(device, notice => warnings.WriteLine($"warning: {notice}"));
         var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev);
         try

@@ -7,20 +7,27 @@ namespace Lora.Generators;
 
 public sealed partial class LoraModelGenerator
 {
-    /// <summary><see cref="LoraModelSpec"/> → C# text. Readable, deterministic, <c>global::</c>-qualified.</summary>
+    /// <summary><see cref="PeftModelSpec"/> → C# text. Readable, deterministic, <c>global::</c>-qualified.</summary>
     internal static partial class Emitter
     {
         public static readonly string Version = typeof(LoraModelGenerator).Assembly.GetName().Version?.ToString() ?? "0.0.0.0";
 
-        private const string LoraConfig = "global::Lora.Adapters.LoraConfig";
-        private const string Extensions = "global::Lora.Adapters.LoraModelExtensions";
         private const string LoraException = "global::Lora.LoraException";
+        private const string PeftModel = "global::Lora.IPeftModel";
+        private const string AdapterPlan = "global::Lora.AdapterPlan";
+        private const string Plans = "global::Lora.PeftModelPlans";
         private const string StringList = "global::System.Collections.Generic.IReadOnlyList<string>";
+        private const string PlanList = "global::System.Collections.Generic.IReadOnlyList<" + AdapterPlan + ">";
+        private const string TargetTuple = "(string Path, global::Lora.Peft.IAdapterHost Layer)";
+        private const string TargetList = "global::System.Collections.Generic.IReadOnlyList<" + TargetTuple + ">";
+        private const string KeyList = "global::System.Collections.Generic.IReadOnlyList<(string ParameterName, string PeftKey)>";
+        private const string ScalarType = "global::TorchSharp.torch.ScalarType";
+        private const string Device = "global::TorchSharp.torch.Device";
 
         private static readonly string GeneratedCode = $"[global::System.CodeDom.Compiler.GeneratedCode(\"Lora.Generators\", \"{Version}\")]";
 
-        /// <summary>The model file: plan, constructors, FromPretrained, injection, save/load, merge, summary.</summary>
-        public static string EmitModel(LoraModelSpec spec)
+        /// <summary>The model file: constructors, plans, FromPretrained, injection, the parameter summary.</summary>
+        public static string EmitModel(PeftModelSpec spec)
         {
             var w = new IndentedTextWriter();
             using (OpenType(w, spec))
@@ -28,30 +35,40 @@ public sealed partial class LoraModelGenerator
                 EmitConstructors(w, spec);
                 EmitPlans(w, spec);
                 EmitFromPretrained(w, spec);
-                EmitInjection(w, spec);
-                EmitSaveLoad(w, spec);
-                EmitMergeAndSummary(w, spec);
-                EmitTraining(w, spec);
+                EmitInjection(w);
+                EmitSummary(w, spec, body: null);
             }
 
             return w.ToString();
         }
 
-        /// <summary>For a valid class with an invalid plan: the forwarding constructors alone.</summary>
-        public static string EmitConstructorsOnly(LoraModelSpec spec)
+        /// <summary>For an invalid plan: every member the valid plan would have, with a body that throws naming the
+        /// diagnostics, so code calling them compiles and only the LORA errors are reported.</summary>
+        public static string EmitInvalid(PeftModelSpec spec)
         {
             var w = new IndentedTextWriter();
+            var fail = $"throw new {LoraException}({Literal($"{SimpleName(spec)}'s adapter plan is invalid ({spec.Invalid}); fix the build error (docs/diagnostics/).")})";
             using (OpenType(w, spec))
             {
-                w.WriteLine("// The [Lora] plan is invalid (see the LORA diagnostics): only the constructors are generated.");
+                w.WriteLine($"// The adapter plan is invalid ({spec.Invalid}, see the build errors): the members keep their signatures and throw.");
+                w.WriteLine();
                 EmitConstructors(w, spec);
+                EmitMember(w, "The declared adapters (the plan is invalid).", $"public static {PlanList} AdapterPlans => {fail};");
+                EmitMember(w, "The first declared adapter's plan (the plan is invalid).", $"public static {spec.Plans[0].ConfigType} Plan => {fail};");
+                EmitMember(w, null, $"{PlanList} {PeftModel}.AdapterPlans => {fail};");
+                if (spec.FromPretrainedConfigType is not null)
+                    EmitMember(w, "Loads a Hugging Face model directory (the plan is invalid).", $"{FromPretrainedSignature(spec)} => {fail};");
+                EmitMember(w, "Adds the declared adapter(s) (the plan is invalid).", $"public {StringList} InjectAdapters(string? adapterName = null) => {fail};");
+                EmitMember(w, "The targets of the declared adapter(s) (the plan is invalid).", $"public {TargetList} AdapterTargets(string? adapterName = null) => {fail};");
+                EmitMember(w, "The state-dict map (the plan is invalid).", $"public {KeyList} AdapterStateDictMap(string? adapterName = null) => {fail};");
+                EmitSummary(w, spec, fail);
             }
 
             return w.ToString();
         }
 
         /// <summary>Header, namespace and enclosing types; the returned scope closes them all.</summary>
-        private static TypeScope OpenType(IndentedTextWriter w, LoraModelSpec spec)
+        private static TypeScope OpenType(IndentedTextWriter w, PeftModelSpec spec, bool implement = true)
         {
             w.WriteLine("// <auto-generated/>");
             w.WriteLine("#nullable enable");
@@ -71,8 +88,9 @@ public sealed partial class LoraModelGenerator
                 blocks.Add(w.Block());
             }
 
-            w.WriteLine("/// <remarks>LoRA members generated by Lora.Generators from the <c>[Lora]</c> attribute(s) on this class (docs/generator.md).</remarks>");
-            w.WriteLine($"partial {h.TypeKeyword} {h.TypeName}");
+            var attributes = string.Join(", ", spec.Plans.Select(p => "[" + p.AttributeDisplay + "]").Distinct());
+            w.WriteLine($"/// <remarks>Adapter members generated by Lora.Generators from the {Xml(attributes)} attribute(s) on this class (docs/generator.md).</remarks>");
+            w.WriteLine($"partial {h.TypeKeyword} {h.TypeName}{(implement ? " : " + PeftModel : string.Empty)}");
             blocks.Add(w.Block());
             return new TypeScope(blocks);
         }
@@ -90,7 +108,16 @@ public sealed partial class LoraModelGenerator
             }
         }
 
-        private static void EmitConstructors(IndentedTextWriter w, LoraModelSpec spec)
+        private static void EmitMember(IndentedTextWriter w, string? summary, string declaration)
+        {
+            if (summary is not null)
+                w.WriteLine($"/// <summary>{Xml(summary)}</summary>");
+            w.WriteLine(GeneratedCode);
+            w.WriteLine(declaration);
+            w.WriteLine();
+        }
+
+        private static void EmitConstructors(IndentedTextWriter w, PeftModelSpec spec)
         {
             foreach (var constructor in spec.Constructors)
             {
@@ -98,7 +125,7 @@ public sealed partial class LoraModelGenerator
                     p.Modifiers + p.Type + " " + p.Name + (p.DefaultValue is null ? string.Empty : " = " + p.DefaultValue)));
                 var arguments = string.Join(", ", constructor.Parameters.Select(p =>
                     p.Modifiers.Replace("params ", string.Empty) + p.Name));
-                w.WriteLine($"/// <summary>Creates the model (forwards to <c>{Xml(constructor.XmlCref)}</c>); the adapters are added by <c>InjectLora</c>.</summary>");
+                w.WriteLine($"/// <summary>Creates the model (forwards to <c>{Xml(constructor.XmlCref)}</c>); the adapters are added by <c>InjectAdapters</c>.</summary>");
                 w.WriteLine(GeneratedCode);
                 w.WriteLine($"public {SimpleName(spec)}({parameters})");
                 w.Indent();
@@ -112,124 +139,56 @@ public sealed partial class LoraModelGenerator
             }
         }
 
-        private static void EmitPlans(IndentedTextWriter w, LoraModelSpec spec)
+        private static void EmitPlans(IndentedTextWriter w, PeftModelSpec spec)
         {
-            w.WriteLine("/// <summary>The plans of the declared adapters, in declaration order.</summary>");
+            w.WriteLine("/// <summary>The declared adapters, in declaration order, each with its plan as a PEFT config (the attribute's");
+            w.WriteLine("/// <c>ToConfig()</c>; saved adapters use <c>AdapterConfig()</c>, whose targets PEFT resolves to the same layers).</summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"private static readonly {LoraConfig}[] __LoraPlans = new {LoraConfig}[]");
+            w.WriteLine($"public static {PlanList} AdapterPlans {{ get; }} = new {AdapterPlan}[]");
             using (w.Block(";"))
             {
                 foreach (var plan in spec.Plans)
-                    EmitPlan(w, plan);
+                {
+                    w.WriteLine($"// [{plan.AttributeDisplay}(Targets = {Literal(plan.Pattern)})]: {plan.Targets.Length} target field(s){(plan.Targets.Any(t => t.RuntimeCheck) ? ", some checked per index at run time" : string.Empty)}.");
+                    var arguments = string.Join(", ", plan.Arguments.Select(a => a.Name + " = " + a.Literal));
+                    w.WriteLine($"new {AdapterPlan}({Literal(plan.AdapterName)}, new {plan.AttributeType} {{ {arguments} }}.ToConfig()),");
+                }
             }
 
             w.WriteLine();
             var first = spec.Plans[0];
-            w.WriteLine($"/// <summary>The LoRA plan of adapter <c>{Xml(first.AdapterName)}</c>, as declared by <c>[Lora(Targets = {Xml(Literal(first.Pattern))}, ...)]</c>, with PEFT's field meanings.");
-            w.WriteLine("/// Saved adapters use <see cref=\"AdapterConfig\"/>, whose <c>target_modules</c> PEFT resolves to the same layers.</summary>");
+            w.WriteLine($"/// <summary>The plan of adapter <c>{Xml(first.AdapterName)}</c>, as declared by <c>[{Xml(first.AttributeDisplay)}(Targets = {Xml(Literal(first.Pattern))}, ...)]</c>.</summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"public static {LoraConfig} Plan => __LoraPlans[0];");
+            w.WriteLine($"public static {first.ConfigType} Plan => ({first.ConfigType})AdapterPlans[0].Config;");
             w.WriteLine();
-            w.WriteLine("/// <summary>The names of the declared adapters, in declaration order.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public static {StringList} LoraAdapterNames {{ get; }} = new string[] {{ {string.Join(", ", spec.Plans.Select(p => Literal(p.AdapterName)))} }};");
-            w.WriteLine();
-            w.WriteLine("/// <summary>The plan of the declared adapter <paramref name=\"adapterName\"/>.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public static {LoraConfig} PlanFor(string adapterName) => __LoraPlans[__LoraPlanIndex(adapterName)];");
-            w.WriteLine();
-            w.WriteLine("/// <summary>The index of the plan for <paramref name=\"adapterName\"/>: the declared adapter of that name, or the only plan.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine("private static int __LoraPlanIndex(string adapterName)");
-            using (w.Block())
-            {
-                w.WriteLine("switch (adapterName)");
-                using (w.Block())
-                {
-                    for (var i = 0; i < spec.Plans.Length; i++)
-                        w.WriteLine($"case {Literal(spec.Plans[i].AdapterName)}: return {i};");
-                }
-
-                if (spec.Plans.Length == 1)
-                    w.WriteLine("return 0;");
-                else
-                    w.WriteLine($"throw new {LoraException}($\"{Escape(spec.Hierarchy.TypeName)} declares no adapter named '{{adapterName}}' (declared: {Escape(string.Join(", ", spec.Plans.Select(p => p.AdapterName)))}).\");");
-            }
-
-            w.WriteLine();
-            w.WriteLine("/// <summary>The (plan, adapter name) pairs an <c>adapterName</c> argument selects: null selects every declared adapter.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine("private static (int Plan, string Name)[] __LoraSelect(string? adapterName) =>");
-            w.Indent();
-            var all = string.Join(", ", spec.Plans.Select((p, i) => $"({i}, {Literal(p.AdapterName)})"));
-            w.WriteLine($"adapterName is null ? new (int, string)[] {{ {all} }} : new (int, string)[] {{ (__LoraPlanIndex(adapterName), adapterName) }};");
-            w.Unindent();
-            w.WriteLine();
+            EmitMember(w, null, $"{PlanList} {PeftModel}.AdapterPlans => AdapterPlans;");
         }
 
-        private static void EmitPlan(IndentedTextWriter w, LoraPlanSpec plan)
-        {
-            w.WriteLine($"// [Lora(Targets = {Literal(plan.Pattern)}, AdapterName = {Literal(plan.AdapterName)})]: {plan.Targets.Length} target field(s){(plan.Targets.Any(t => t.RuntimeCheck) ? ", some checked per index at run time" : string.Empty)}.");
-            w.WriteLine($"new {LoraConfig}");
-            using (w.Block(","))
-            {
-                w.WriteLine($"R = {plan.R},");
-                w.WriteLine($"LoraAlpha = {plan.AlphaLiteral},");
-                w.WriteLine($"LoraDropout = {plan.DropoutLiteral},");
-                if (plan.LeafNames.Length > 0)
-                    w.WriteLine($"TargetModules = global::Lora.Adapters.TargetModules.FromNames(new string[] {{ {string.Join(", ", plan.LeafNames.Select(Literal))} }}),");
-                else
-                    w.WriteLine($"TargetModules = global::Lora.Adapters.TargetModules.FromPattern({Literal(PythonFullPathPattern(plan.Pattern))}),");
-                w.WriteLine($"Bias = {plan.BiasMember},");
-                w.WriteLine($"FanInFanOut = {Bool(plan.Targets.Any(t => !t.IsEmbedding) && plan.Targets.Where(t => !t.IsEmbedding).All(t => t.IsConv1D))},");
-                w.WriteLine($"UseRsLora = {Bool(plan.UseRsLora)},");
-                w.WriteLine($"UseDora = {Bool(plan.UseDora)},");
-                w.WriteLine($"InitLoraWeights = global::Lora.Adapters.LoraInits.ToJsonText({plan.InitMember}),");
-                w.WriteLine(plan.ModulesToSave.Length == 0
-                    ? "ModulesToSave = null,"
-                    : $"ModulesToSave = new string[] {{ {string.Join(", ", plan.ModulesToSave.Select(Literal))} }},");
-                w.WriteLine(!plan.HasLayersToTransform
-                    ? "LayersToTransform = null,"
-                    : $"LayersToTransform = new global::Lora.Adapters.LayerSelection(new int[] {{ {string.Join(", ", plan.LayersToTransform)} }}, global::System.Array.Empty<string>()),");
-            }
-        }
+        private static string FromPretrainedSignature(PeftModelSpec spec) =>
+            $"public static {(spec.FromPretrainedHidesBase ? "new " : string.Empty)}{spec.Hierarchy.FullyQualifiedName} FromPretrained(string directory, {ScalarType} dtype = {ScalarType}.Float32, {Device}? device = null)";
 
-        /// <summary>The attribute's leaf-or-full-path regex as one Python <c>re.fullmatch</c> pattern on full paths
-        /// (PEFT's regex form): the path itself, or a last segment (no dot after it) that matches.</summary>
-        public static string PythonFullPathPattern(string pattern) => $"(?:{pattern})|.*\\.(?=[^.]*$)(?:{pattern})";
-
-        private static void EmitFromPretrained(IndentedTextWriter w, LoraModelSpec spec)
+        private static void EmitFromPretrained(IndentedTextWriter w, PeftModelSpec spec)
         {
             if (spec.FromPretrainedConfigType is not { } configType)
             {
-                w.WriteLine($"// No FromPretrained: the base type has no public constructor (TConfig : ModelConfig, ScalarType, Device?).");
+                w.WriteLine("// No FromPretrained: the base type has no public constructor (TConfig : ModelConfig, ScalarType, Device?).");
                 w.WriteLine();
                 return;
             }
 
             var self = spec.Hierarchy.FullyQualifiedName;
-            w.WriteLine("/// <summary>Loads a Hugging Face model directory (<c>config.json</c> + safetensors) into this class and injects");
-            w.WriteLine("/// the declared adapters (fresh, trainable; load trained ones with <see cref=\"LoadAdapter\"/>).</summary>");
+            w.WriteLine("/// <summary>Loads a Hugging Face model directory into this class (<c>CausalLM.FromPretrained</c>: config, dtype and");
+            w.WriteLine("/// weights checked) and injects the declared adapters (fresh, trainable; load trained ones with <c>LoadAdapter</c>).</summary>");
             w.WriteLine($"/// <exception cref=\"{LoraException}\">Bad or mismatched config, checkpoint or dtype.</exception>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"public static {(spec.FromPretrainedHidesBase ? "new " : string.Empty)}{self} FromPretrained(string directory, global::TorchSharp.torch.ScalarType dtype = global::TorchSharp.torch.ScalarType.Float32, global::TorchSharp.torch.Device? device = null)");
+            w.WriteLine(FromPretrainedSignature(spec));
             using (w.Block())
             {
-                w.WriteLine("if (!global::System.Linq.Enumerable.Contains(global::Lora.Models.CausalLM.SupportedDTypes, dtype))");
-                w.Indent();
-                w.WriteLine($"throw new {LoraException}($\"dtype {{dtype}} is not supported for models (use {{string.Join(\", \", global::Lora.Models.CausalLM.SupportedDTypes)}}).\");");
-                w.Unindent();
-                w.WriteLine($"if (global::Lora.Models.ModelConfigLoader.Load(directory) is not {configType} config)");
-                w.Indent();
-                w.WriteLine($"throw new {LoraException}($\"{{directory}}: config.json does not describe a model {Escape(spec.Hierarchy.TypeName)} can be built from (it needs a {Escape(configType.Replace("global::", string.Empty))}).\");");
-                w.Unindent();
-                w.WriteLine("device ??= global::Lora.Backend.TorchRuntime.Initialize(global::Lora.Backend.DeviceSpec.Cpu);");
-                w.WriteLine($"var model = new {self}(config, dtype, device);");
+                w.WriteLine($"var model = global::Lora.Models.CausalLM.FromPretrained<{self}, {configType}>(directory, dtype, device, static (config, d, dev) => new {self}(config, d, dev));");
                 w.WriteLine("try");
                 using (w.Block())
                 {
-                    w.WriteLine("model.LoadWeights(directory);");
-                    w.WriteLine("model.InjectLora();");
+                    w.WriteLine("model.InjectAdapters();");
                     w.WriteLine("return model;");
                 }
 
@@ -244,55 +203,26 @@ public sealed partial class LoraModelGenerator
             w.WriteLine();
         }
 
-        private static void EmitInjection(IndentedTextWriter w, LoraModelSpec spec)
+        private static void EmitInjection(IndentedTextWriter w)
         {
-            w.WriteLine("/// <summary>Adds the declared adapter(s) to exactly the layers the plan resolved at build time (typed field");
-            w.WriteLine("/// accesses, ordinal path order, through <see cref=\"global::Lora.Adapters.LoraInjector.Attach\"/> like the dynamic path).");
+            w.WriteLine("/// <summary>Adds the declared adapter(s) to exactly the layers the plan resolved at build time (typed field accesses,");
+            w.WriteLine("/// ordinal path order, each through the method's <c>PeftInjector.Attach</c>, as the dynamic path does).");
             w.WriteLine("/// <paramref name=\"adapterName\"/>: null adds every declared adapter; a declared name adds that one; with a single plan,");
             w.WriteLine("/// any other name adds the plan under that name. Returns the adapted paths.</summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"public {StringList} InjectLora(string? adapterName = null)");
+            w.WriteLine($"public {StringList} InjectAdapters(string? adapterName = null)");
             using (w.Block())
             {
                 w.WriteLine("var injected = new global::System.Collections.Generic.List<string>();");
-                w.WriteLine("foreach (var (plan, name) in __LoraSelect(adapterName))");
+                w.WriteLine($"foreach (var plan in {Plans}.SelectPlans(this, adapterName))");
                 using (w.Block())
                 {
-                    w.WriteLine("var config = __LoraPlans[plan];");
-                    w.WriteLine("var init = global::Lora.Adapters.LoraInits.Parse(config.InitLoraWeights);");
-                    if (!HasEmbeddings(spec))
+                    w.WriteLine("var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);");
+                    w.WriteLine("foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))");
+                    using (w.Block())
                     {
-                        w.WriteLine("foreach (var (path, layer) in __LoraTargets(plan))");
-                        using (w.Block())
-                        {
-                            w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(layer, path, config, name, init);");
-                            w.WriteLine("injected.Add(path);");
-                        }
-                    }
-                    else
-                    {
-                        // Linear layers and embedding tables in one ordinal path order, as the dynamic path attaches them.
-                        w.WriteLine("var linears = __LoraTargets(plan);");
-                        w.WriteLine("var embeddings = __LoraEmbeddingTargets(plan);");
-                        w.WriteLine("for (int l = 0, e = 0; l < linears.Count || e < embeddings.Count;)");
-                        using (w.Block())
-                        {
-                            w.WriteLine("if (e == embeddings.Count || (l < linears.Count && string.CompareOrdinal(linears[l].Path, embeddings[e].Path) < 0))");
-                            using (w.Block())
-                            {
-                                w.WriteLine("var (path, layer) = linears[l++];");
-                                w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(layer, path, config, name, init);");
-                                w.WriteLine("injected.Add(path);");
-                            }
-
-                            w.WriteLine("else");
-                            using (w.Block())
-                            {
-                                w.WriteLine("var (path, table) = embeddings[e++];");
-                                w.WriteLine("global::Lora.Adapters.LoraInjector.Attach(table, path, config, name, init);");
-                                w.WriteLine("injected.Add(path);");
-                            }
-                        }
+                        w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
+                        w.WriteLine("injected.Add(path);");
                     }
                 }
 
@@ -300,150 +230,19 @@ public sealed partial class LoraModelGenerator
             }
 
             w.WriteLine();
-            w.WriteLine("/// <summary>The plan of <paramref name=\"adapterName\"/> as saved in <c>adapter_config.json</c>: <c>target_modules</c> is the");
-            w.WriteLine("/// leaf-name list when the targets are every layer with those names, otherwise the list of resolved full paths,");
-            w.WriteLine("/// so that PEFT selects exactly the same layers.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public {LoraConfig} AdapterConfig(string? adapterName = null)");
-            using (w.Block())
-            {
-                w.WriteLine("var plan = __LoraSelect(adapterName)[0].Plan;");
-                w.WriteLine("return __LoraLeafForm[plan]");
-                w.Indent();
-                w.WriteLine("? __LoraPlans[plan]");
-                if (!HasEmbeddings(spec))
-                    w.WriteLine(": __LoraPlans[plan] with { TargetModules = global::Lora.Adapters.TargetModules.FromNames(global::System.Linq.Enumerable.Select(__LoraTargets(plan), t => t.Path)) };");
-                else
-                    w.WriteLine(": __LoraPlans[plan] with { TargetModules = global::Lora.Adapters.TargetModules.FromNames(global::System.Linq.Enumerable.OrderBy(global::System.Linq.Enumerable.Concat(global::System.Linq.Enumerable.Select(__LoraTargets(plan), t => t.Path), global::System.Linq.Enumerable.Select(__LoraEmbeddingTargets(plan), t => t.Path)), p => p, global::System.StringComparer.Ordinal)) };");
-                w.Unindent();
-            }
-
-            w.WriteLine();
-            w.WriteLine("/// <summary>Per plan: can <c>target_modules</c> be saved as leaf names (PEFT's list form)?</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"private static readonly bool[] __LoraLeafForm = new bool[] {{ {string.Join(", ", spec.Plans.Select(p => Bool(p.LeafNames.Length > 0)))} }};");
-            w.WriteLine();
         }
 
-        private static void EmitSaveLoad(IndentedTextWriter w, LoraModelSpec spec)
-        {
-            w.WriteLine("/// <summary>Saves the adapter(s) as PEFT directories under <paramref name=\"directory\"/> (<c>default</c> in it, others in");
-            w.WriteLine("/// subdirectories) with <see cref=\"AdapterConfig\"/>: the LoRA factors plus the biases and <c>modules_to_save</c> the plan");
-            w.WriteLine("/// trains, under PEFT's keys (<c>PeftAdapter.Save</c>). Returns <paramref name=\"directory\"/>.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine("public string SaveAdapter(string directory, string? adapterName = null)");
-            using (w.Block())
-            {
-                w.WriteLine("foreach (var (_, name) in __LoraSelect(adapterName))");
-                w.Indent();
-                w.WriteLine("global::Lora.Adapters.PeftAdapter.Save(this, directory, AdapterConfig(name), name);");
-                w.Unindent();
-                w.WriteLine("return directory;");
-            }
-
-            w.WriteLine();
-            w.WriteLine("/// <summary>Loads PEFT adapter weights saved for this plan: injects the adapter (typed) unless it is there, checks");
-            w.WriteLine("/// that <c>adapter_config.json</c> agrees with the plan (r, alpha, rsLoRA, DoRA) and fills every tensor (biases and");
-            w.WriteLine("/// <c>modules_to_save</c> included, their base values remembered for removal), failing loudly on");
-            w.WriteLine("/// a missing or unexpected key or a shape mismatch (the adapter is removed again if it was added here).</summary>");
-            w.WriteLine($"/// <exception cref=\"{LoraException}\">The directory does not hold an adapter for this plan.</exception>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine("public void LoadAdapter(string directory, string? adapterName = null)");
-            using (w.Block())
-            {
-                w.WriteLine("foreach (var (plan, name) in __LoraSelect(adapterName))");
-                using (w.Block())
-                {
-                    w.WriteLine("var added = false;");
-                    w.WriteLine(HasEmbeddings(spec)
-                        ? "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)) && !global::System.Linq.Enumerable.Any(__LoraEmbeddingTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))"
-                        : "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))");
-                    using (w.Block())
-                    {
-                        w.WriteLine("InjectLora(name);");
-                        w.WriteLine("added = true;");
-                    }
-
-                    w.WriteLine("try");
-                    using (w.Block())
-                    {
-                        w.WriteLine("global::Lora.Adapters.PeftAdapter.LoadWeights(this, global::Lora.Adapters.PeftAdapter.DirectoryFor(directory, name), AdapterConfig(name), name);");
-                    }
-
-                    w.WriteLine("catch");
-                    using (w.Block())
-                    {
-                        w.WriteLine("if (added)");
-                        w.Indent();
-                        w.WriteLine("global::Lora.Adapters.PeftAdapter.Remove(this, name);");
-                        w.Unindent();
-                        w.WriteLine("throw;");
-                    }
-                }
-            }
-
-            w.WriteLine();
-        }
-
-        private static void EmitMergeAndSummary(IndentedTextWriter w, LoraModelSpec spec)
+        private static void EmitSummary(IndentedTextWriter w, PeftModelSpec spec, string? body)
         {
             _ = spec;
-            w.WriteLine("/// <summary>Folds the active adapters into the base weights (<paramref name=\"safe\"/>: refuse NaN/Inf).</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public void Merge(bool safe = true) => {Extensions}.MergeAdapters(this, safe);");
-            w.WriteLine();
-            w.WriteLine("/// <summary>Undoes <see cref=\"Merge\"/>.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public void Unmerge() => {Extensions}.UnmergeAdapters(this);");
-            w.WriteLine();
-            w.WriteLine("/// <summary>Merges the active adapters and removes every adapter (PEFT's <c>merge_and_unload</c>).</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine($"public void MergeAndUnload(bool safe = true) => {Extensions}.MergeAndUnload(this, safe);");
-            w.WriteLine();
             w.WriteLine("/// <summary>Prints PEFT's <c>trainable params: … || all params: … || trainable%: …</c> line.</summary>");
             w.WriteLine(GeneratedCode);
-            w.WriteLine($"public void PrintTrainableParameters() => global::System.Console.WriteLine({Extensions}.TrainableParametersSummary(this));");
-            w.WriteLine();
+            w.WriteLine(body is null
+                ? "public void PrintTrainableParameters() => global::System.Console.WriteLine(global::Lora.PeftModelExtensions.TrainableParametersSummary(this));"
+                : $"public void PrintTrainableParameters() => {body};");
         }
 
-        /// <summary>The typed training entry point: the plan's adapter trained by the runtime trainer.</summary>
-        private static void EmitTraining(IndentedTextWriter w, LoraModelSpec spec)
-        {
-            w.WriteLine("/// <summary>Fine-tunes the declared adapter (<paramref name=\"adapterName\"/>, else the first) with the runtime");
-            w.WriteLine("/// <see cref=\"global::Lora.Training.Trainer\"/>: the adapter is injected if it is not there yet, the base is frozen, the");
-            w.WriteLine("/// adapter (plus the biases and <c>modules_to_save</c> the plan declares) trains, and checkpoints and the final adapter");
-            w.WriteLine("/// are written to <paramref name=\"outputDirectory\"/> as PEFT directories with <see cref=\"AdapterConfig\"/>.</summary>");
-            w.WriteLine(GeneratedCode);
-            w.WriteLine("public global::Lora.Training.TrainingResult TrainLora(");
-            w.Indent();
-            w.WriteLine("global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample> trainData,");
-            w.WriteLine("global::Lora.Training.TrainingOptions options,");
-            w.WriteLine("string outputDirectory,");
-            w.WriteLine("global::System.Collections.Generic.IReadOnlyList<global::Lora.Data.TokenizedExample>? evalData = null,");
-            w.WriteLine("int padTokenId = 0,");
-            w.WriteLine("string? resumeFrom = null,");
-            w.WriteLine("string? adapterName = null)");
-            w.Unindent();
-            using (w.Block())
-            {
-                w.WriteLine("var (plan, name) = __LoraSelect(adapterName)[0];");
-                w.WriteLine(HasEmbeddings(spec)
-                    ? "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)) && !global::System.Linq.Enumerable.Any(__LoraEmbeddingTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))"
-                    : "if (!global::System.Linq.Enumerable.Any(__LoraTargets(plan), t => t.Layer.Adapters.ContainsKey(name)))");
-                w.Indent();
-                w.WriteLine("InjectLora(name);");
-                w.Unindent();
-                w.WriteLine("using var trainer = new global::Lora.Training.Trainer(this, options with { Mode = global::Lora.Training.TrainingMode.Lora, AdapterName = name },");
-                w.Indent();
-                w.WriteLine("outputDirectory, trainData, evalData, AdapterConfig(name), padTokenId);");
-                w.Unindent();
-                w.WriteLine("return trainer.Train(resumeFrom);");
-            }
-
-            w.WriteLine();
-        }
-
-        private static string SimpleName(LoraModelSpec spec)
+        private static string SimpleName(PeftModelSpec spec)
         {
             var name = spec.Hierarchy.TypeName;
             var angle = name.IndexOf('<');
@@ -460,7 +259,5 @@ public sealed partial class LoraModelGenerator
         }
 
         private static string Xml(string value) => value.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
-
-        private static string Bool(bool value) => value ? "true" : "false";
     }
 }

@@ -14,51 +14,58 @@ namespace Lora.Generators;
 
 public sealed partial class LoraModelGenerator
 {
-    /// <summary>Symbols → <see cref="LoraModelSpec"/>. Returns null for an invalid plan (the analyzers report it).</summary>
+    /// <summary>Symbols → <see cref="PeftModelSpec"/> (invalid plans included, marked, so that their members keep their
+    /// signatures; the analyzers report why).</summary>
     internal static class Parser
     {
         private static readonly SymbolDisplayFormat TypeFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
 
-        public static LoraModelSpec? Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        /// <summary>The spec of the class carrying the attribute(s), or null when nothing can be added to it (not partial,
+        /// no runtime) or another of its plan attributes owns it (a class is handled once, from its first plan attribute
+        /// of any method).</summary>
+        public static PeftModelSpec? Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
         {
             if (context.TargetSymbol is not INamedTypeSymbol type)
                 return null;
             var symbols = LoraSymbols.Create(context.SemanticModel.Compilation);
-            if (symbols.LoraAttribute is null)
+            if (!symbols.HasRuntime)
                 return null;
 
-            // A class split over several partial declarations with [Lora] on more than one is handled once, from the
-            // declaration carrying the first attribute.
-            var attributes = LoraModelValidator.LoraAttributes(type, symbols);
-            var owner = attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax(cancellationToken)?.Parent?.Parent;
-            if (owner is not null && owner != context.TargetNode)
+            var attributes = ModelValidator.PlanAttributes(type, symbols);
+            if (attributes.IsEmpty)
+                return null;
+            var owner = attributes[0].Data.ApplicationSyntaxReference;
+            if (owner is null || !context.Attributes.Any(a => a.ApplicationSyntaxReference is { } r && r.SyntaxTree == owner.SyntaxTree && r.Span == owner.Span))
                 return null;
 
             cancellationToken.ThrowIfCancellationRequested();
-            var validation = LoraModelValidator.Validate(type, symbols, cancellationToken);
-            if (!validation.IsValidDeclaration)
+            var validation = ModelValidator.Validate(type, symbols, cancellationToken);
+            if (!validation.IsPartial)
                 return null;
 
-            // An invalid plan still gets the forwarding constructors (they depend only on the base type), so the
-            // only errors the user sees are the analyzers' LORA diagnostics, not CS7036 from a missing constructor.
+            // An invalid plan keeps every member's signature (bodies that throw), so the only errors the user sees are
+            // the analyzers' LORA diagnostics, not CS1061/CS7036 from code that calls generated members.
             cancellationToken.ThrowIfCancellationRequested();
-            var plans = validation.IsValid
-                ? validation.Plans.Select(PlanSpec).ToEquatableArray()
-                : EquatableArray<LoraPlanSpec>.Empty;
+            var invalid = validation.IsValid
+                ? null
+                : string.Join(", ", validation.Diagnostics.Select(d => d.Descriptor.Id).Distinct().OrderBy(id => id, System.StringComparer.Ordinal));
+            var plans = validation.Plans.Select(p => PlanSpec(p, valid: invalid is null)).ToEquatableArray();
             var baseInfo = BaseTypeInfo.Get(type.BaseType!, symbols);
             var declaresConstructors = type.InstanceConstructors.Any(c => !c.IsImplicitlyDeclared);
             var constructors = declaresConstructors ? EquatableArray<ConstructorSpec>.Empty : baseInfo.Constructors;
-            var fromPretrainedConfigType = constructors.Length > 0 ? baseInfo.ForwardedFromPretrainedConfigType
+            var fromPretrainedConfigType = !validation.IsModel ? null
+                : constructors.Length > 0 ? baseInfo.ForwardedFromPretrainedConfigType
                 : declaresConstructors ? FromPretrainedConfigType(type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared), symbols)
                 : null;
-            return new LoraModelSpec(
+            return new PeftModelSpec(
                 Hierarchy(type),
                 baseInfo.DisplayName,
                 plans,
                 constructors,
                 fromPretrainedConfigType,
-                baseInfo.HidesFromPretrained);
+                baseInfo.HidesFromPretrained,
+                invalid);
         }
 
         /// <summary>The target specs of a resolution, built once per resolution (resolutions are shared by every
@@ -67,51 +74,80 @@ public sealed partial class LoraModelGenerator
 
         private sealed class TargetSpecs
         {
-            public TargetSpecs(TargetResolution resolution)
-            {
-                Targets = resolution.Targets.Select(t => new LoraTargetSpec(
-                    t.Node.PathTemplate,
-                    t.Node.Steps,
-                    t.RuntimeCheck,
-                    t.LayerOrdinal,
-                    t.Node.Kind == ModuleKind.Conv1D,
-                    t.Node.Kind == ModuleKind.Embedding)).ToEquatableArray();
-                LeafNames = resolution.LeafNames.ToEquatableArray();
-            }
+            public TargetSpecs(TargetResolution resolution) =>
+                Targets = resolution.Targets.Select(t => new TargetSpec(t.Node.PathTemplate, t.Node.Steps, t.RuntimeCheck, t.LayerOrdinal)).ToEquatableArray();
 
-            public EquatableArray<LoraTargetSpec> Targets { get; }
-
-            public EquatableArray<string> LeafNames { get; }
+            public EquatableArray<TargetSpec> Targets { get; }
         }
 
-        private static LoraPlanSpec PlanSpec(ValidatedPlan plan)
+        private static PlanSpec PlanSpec(ValidatedPlan plan, bool valid)
         {
             var a = plan.Arguments;
-            var resolution = plan.Resolution!;
-            var attributeType = a.Data.AttributeClass!;
-            var specs = TargetSpecsCache.GetValue(resolution, static r => new TargetSpecs(r));
-            return new LoraPlanSpec(
+            var attributeType = a.Plan.Symbol;
+            var layers = plan.LayersToTransform;
+            var targets = valid && plan.Resolution is { } resolution
+                ? TargetSpecsCache.GetValue(resolution, static r => new TargetSpecs(r)).Targets
+                : EquatableArray<TargetSpec>.Empty;
+            return new PlanSpec(
+                attributeType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat),
+                a.Plan.Kind.DisplayName,
+                ConfigTypeOf(attributeType),
                 a.AdapterName,
-                a.R,
-                DoubleLiteral(a.Alpha),
-                DoubleLiteral(a.Dropout),
-                EnumMember(attributeType, "Bias", a.Bias),
-                a.UseRsLora,
-                a.UseDora,
-                EnumMember(attributeType, "Init", a.Init),
-                a.Targets!,
-                a.ModulesToSave.ToEquatableArray(),
-                a.LayersToTransform is not null,
-                (a.LayersToTransform ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray(),
-                specs.Targets,
-                specs.LeafNames);
+                a.Targets ?? string.Empty,
+                valid ? a.Named.Select(n => new ArgumentSpec(n.Key, Literal(attributeType, n.Key, n.Value))).ToEquatableArray() : EquatableArray<ArgumentSpec>.Empty,
+                targets,
+                layers is not null,
+                (layers ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray());
+        }
+
+        /// <summary>The return type of the attribute's <c>ToConfig()</c> (its method's config type).</summary>
+        private static string ConfigTypeOf(INamedTypeSymbol attributeType)
+        {
+            for (var t = attributeType; t is not null; t = t.BaseType)
+            {
+                if (t.GetMembers("ToConfig").OfType<IMethodSymbol>().FirstOrDefault(m => m.Parameters.Length == 0) is { } method)
+                    return method.ReturnType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
+            }
+
+            return "global::Lora.Peft.PeftConfig";
+        }
+
+        /// <summary>A named argument's value as C# text (numbers as literals, enums as members, arrays as
+        /// <c>new T[] { ... }</c>).</summary>
+        private static string Literal(INamedTypeSymbol attributeType, string property, TypedConstant value)
+        {
+            if (value.IsNull)
+                return "null";
+            switch (value.Kind)
+            {
+                case TypedConstantKind.Array:
+                    var element = (value.Type as IArrayTypeSymbol)?.ElementType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat) ?? "object";
+                    return $"new {element}[] {{ {string.Join(", ", value.Values.Select(v => Literal(attributeType, property, v)))} }}";
+                case TypedConstantKind.Enum:
+                    return EnumMember(attributeType, property, System.Convert.ToInt32(value.Value, CultureInfo.InvariantCulture));
+                case TypedConstantKind.Error:
+                    // The argument does not bind (the compiler reports it): keep the emitted code quiet.
+                    return "default";
+                case TypedConstantKind.Type:
+                    return $"typeof({((ITypeSymbol)value.Value!).ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat)})";
+            }
+
+            return value.Value switch
+            {
+                double d => DoubleLiteral(d),
+                float f => f.ToString("R", CultureInfo.InvariantCulture) + "F",
+                string text => SymbolDisplay.FormatLiteral(text, quote: true),
+                bool b => b ? "true" : "false",
+                long l => l.ToString(CultureInfo.InvariantCulture) + "L",
+                var other => SymbolDisplay.FormatPrimitive(other!, quoteStrings: true, useHexadecimalNumbers: false),
+            };
         }
 
         /// <summary>Enum member texts already formatted, per attribute type (a metadata symbol: shared by compilations
         /// over the same references).</summary>
         private static readonly ConditionalWeakTable<INamedTypeSymbol, ConcurrentDictionary<string, string>> EnumMembers = new();
 
-        /// <summary>The enum member name of property <paramref name="property"/>'s value (e.g. <c>LoraOnly</c>).</summary>
+        /// <summary>The enum member of property <paramref name="property"/>'s value (e.g. <c>global::…LoraBias.LoraOnly</c>).</summary>
         private static string EnumMember(INamedTypeSymbol attributeType, string property, int value)
         {
             var cache = EnumMembers.GetValue(attributeType, static _ => new ConcurrentDictionary<string, string>(System.StringComparer.Ordinal));
@@ -123,9 +159,20 @@ public sealed partial class LoraModelGenerator
 
         private static string FormatEnumMember(INamedTypeSymbol attributeType, string property, int value)
         {
-            var enumType = attributeType.GetMembers(property).OfType<IPropertySymbol>().FirstOrDefault()?.Type as INamedTypeSymbol;
+            var enumType = PropertyType(attributeType, property) as INamedTypeSymbol;
             var member = enumType?.GetMembers().OfType<IFieldSymbol>().FirstOrDefault(f => f.HasConstantValue && System.Convert.ToInt32(f.ConstantValue, CultureInfo.InvariantCulture) == value);
             return member is null ? $"({enumType?.ToDisplayString(TypeFormat) ?? "int"}){value}" : $"{enumType!.ToDisplayString(TypeFormat)}.{member.Name}";
+        }
+
+        private static ITypeSymbol? PropertyType(INamedTypeSymbol attributeType, string property)
+        {
+            for (var t = attributeType; t is not null; t = t.BaseType)
+            {
+                if (t.GetMembers(property).OfType<IPropertySymbol>().FirstOrDefault() is { } p)
+                    return p.Type is IArrayTypeSymbol array ? array.ElementType : p.Type;
+            }
+
+            return null;
         }
 
         private static string DoubleLiteral(double value)

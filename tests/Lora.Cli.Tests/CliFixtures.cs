@@ -6,7 +6,7 @@ namespace Lora.Cli.Tests;
 /// <summary>Fixture paths and small helpers for running <c>lora</c> commands in-process.</summary>
 internal static class CliFixtures
 {
-    public static string Peft(string @case, string part = "") => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", @case, part);
+    public static string PeftFixture(string @case, string part = "") => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", @case, part);
 
     public static string TempDirectory()
     {
@@ -26,7 +26,7 @@ internal static class CliFixtures
     /// <summary>The fixture's input_ids as a JSONL file of {"input_ids": [...]} rows.</summary>
     public static string InputIdsJsonl(string @case)
     {
-        using var file = SafeTensorsFile.Open(Path.Combine(Peft(@case), "expected.safetensors"));
+        using var file = SafeTensorsFile.Open(Path.Combine(PeftFixture(@case), "expected.safetensors"));
         using var ids = file.Load("input_ids");
         var rows = Enumerable.Range(0, (int)ids.shape[0])
             .Select(r => "{\"input_ids\": [" + string.Join(",", ids[r].data<long>().ToArray()) + "]}");
@@ -38,7 +38,7 @@ internal static class CliFixtures
     /// <summary>HF's causal-LM loss computed from reference logits (labels = input_ids): the number eval must print.</summary>
     public static double ReferenceLoss(string @case, string logitsKey)
     {
-        using var file = SafeTensorsFile.Open(Path.Combine(Peft(@case), "expected.safetensors"));
+        using var file = SafeTensorsFile.Open(Path.Combine(PeftFixture(@case), "expected.safetensors"));
         using var scope = torch.NewDisposeScope();
         var ids = file.Load("input_ids");
         var logits = file.Load(logitsKey);
@@ -51,7 +51,7 @@ internal static class CliFixtures
     public static string ModelWithTokenizer(string @case)
     {
         var dir = TempDirectory();
-        foreach (var f in Directory.GetFiles(Peft(@case, "base")))
+        foreach (var f in Directory.GetFiles(PeftFixture(@case, "base")))
             File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
         foreach (var f in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "fixtures", "tokenizers", "bytes")))
             File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));

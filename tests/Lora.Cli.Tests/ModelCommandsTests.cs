@@ -18,7 +18,7 @@ public sealed class ModelCommandsTests
     [InlineData("gpt2_c_attn")]
     public void Eval_of_the_base_model_equals_hf_loss(string @case)
     {
-        var (code, stdout, stderr) = Run("eval", "--model", Peft(@case, "base"), "--data", InputIdsJsonl(@case), "--json", "--device", "cpu");
+        var (code, stdout, stderr) = Run("eval", "--model", PeftFixture(@case, "base"), "--data", InputIdsJsonl(@case), "--json", "--device", "cpu");
         Assert.True(code == 0, stderr);
         var json = Json(stdout);
         Assert.Equal(["loss", "perplexity", "tokens"], json.EnumerateObject().Select(p => p.Name));
@@ -34,9 +34,11 @@ public sealed class ModelCommandsTests
     [InlineData("qwen2_all_linear", "adapter_trained", "trained_logits", false)]
     [InlineData("qwen2_all_linear", "adapter_trained", "merged_logits", true)]
     [InlineData("gpt2_c_attn", "adapter_trained", "merged_logits", true)]
+    [InlineData("llama_ia3", "adapter", "adapter_logits", false)]
+    [InlineData("llama_ia3", "adapter", "adapter_logits", true)]
     public void Eval_with_an_adapter_equals_peft_loss(string @case, string adapter, string logits, bool merge)
     {
-        string[] args = ["eval", "--model", Peft(@case, "base"), "--adapter", Peft(@case, adapter), "--data", InputIdsJsonl(@case), "--json"];
+        string[] args = ["eval", "--model", PeftFixture(@case, "base"), "--adapter", PeftFixture(@case, adapter), "--data", InputIdsJsonl(@case), "--json"];
         var (code, stdout, stderr) = Run(merge ? [.. args, "--merge"] : args);
         Assert.True(code == 0, stderr);
         var expected = ReferenceLoss(@case, logits);
@@ -49,7 +51,7 @@ public sealed class ModelCommandsTests
     public void Merge_writes_a_checkpoint_that_evaluates_to_merged_logits(string @case)
     {
         var output = Path.Combine(TempDirectory(), "merged");
-        var (code, stdout, stderr) = Run("merge", "--model", Peft(@case, "base"), "--adapter", Peft(@case, "adapter_trained"), "--out", output, "--json");
+        var (code, stdout, stderr) = Run("merge", "--model", PeftFixture(@case, "base"), "--adapter", PeftFixture(@case, "adapter_trained"), "--out", output, "--json");
         Assert.True(code == 0, stderr);
         Assert.Contains("model.safetensors", Json(stdout).GetProperty("files").EnumerateArray().Select(e => e.GetString()));
         Assert.True(File.Exists(Path.Combine(output, "config.json")));
@@ -60,7 +62,7 @@ public sealed class ModelCommandsTests
         Assert.Equal(expected, Json(stdout).GetProperty("loss").GetDouble(), 1e-4 * expected);
 
         // A second merge into the same directory would overwrite a checkpoint: refused.
-        (code, _, stderr) = Run("merge", "--model", Peft(@case, "base"), "--adapter", Peft(@case, "adapter_trained"), "--out", output);
+        (code, _, stderr) = Run("merge", "--model", PeftFixture(@case, "base"), "--adapter", PeftFixture(@case, "adapter_trained"), "--out", output);
         Assert.Equal(1, code);
         Assert.Contains("not empty", stderr, StringComparison.Ordinal);
     }
@@ -68,7 +70,7 @@ public sealed class ModelCommandsTests
     [Fact]
     public void Inspect_shows_targets_and_peft_parameter_summary()
     {
-        var (code, stdout, stderr) = Run("inspect", "--model", Peft("llama_qv", "base"), "--targets", "q_proj|v_proj", "--json");
+        var (code, stdout, stderr) = Run("inspect", "--model", PeftFixture("llama_qv", "base"), "--targets", "q_proj|v_proj", "--json");
         Assert.True(code == 0, stderr);
         var json = Json(stdout);
         Assert.Equal(
@@ -77,7 +79,7 @@ public sealed class ModelCommandsTests
         Assert.Equal(3584, json.GetProperty("trainable_params").GetInt64());
         Assert.StartsWith("trainable params: 3,584 || all params: ", json.GetProperty("summary").GetString(), StringComparison.Ordinal);
 
-        (code, stdout, _) = Run("inspect", "--model", Peft("llama_qv", "base"), "--adapter", Peft("llama_qv", "adapter"));
+        (code, stdout, _) = Run("inspect", "--model", PeftFixture("llama_qv", "base"), "--adapter", PeftFixture("llama_qv", "adapter"));
         Assert.Equal(0, code);
         Assert.Contains("model.layers.1.self_attn.v_proj  LinearLayer 64→32  <- LoRA (default)", stdout, StringComparison.Ordinal);
     }
@@ -85,7 +87,7 @@ public sealed class ModelCommandsTests
     [Fact]
     public void Inspect_with_a_target_that_matches_nothing_lists_the_layers()
     {
-        var (code, stdout, stderr) = Run("inspect", "--model", Peft("llama_qv", "base"), "--targets", "x_proj");
+        var (code, stdout, stderr) = Run("inspect", "--model", PeftFixture("llama_qv", "base"), "--targets", "x_proj");
         Assert.Equal(1, code);
         Assert.Equal("", stdout);
         Assert.StartsWith("error: target_modules 'x_proj' matches no linear layer. Available: lm_head, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.", stderr, StringComparison.Ordinal);
@@ -112,7 +114,7 @@ public sealed class ModelCommandsTests
     public void User_errors_are_one_line_without_a_stack_trace(string command, string option, string value, string expected)
     {
         var data = option == "--data" ? value : InputIdsJsonl("llama_qv");
-        string[] args = [command, "--model", Peft("llama_qv", "base"), "--data", data];
+        string[] args = [command, "--model", PeftFixture("llama_qv", "base"), "--data", data];
         if (option == "--adapter")
             args = [.. args, "--adapter", value];
         var (code, stdout, stderr) = Run(args);

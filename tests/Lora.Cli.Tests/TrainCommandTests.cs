@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.SafeTensors;
 using static Lora.Cli.Tests.CliFixtures;
 
@@ -43,7 +44,7 @@ public sealed class TrainCommandTests
         Assert.Equal(Path.GetFullPath(outDir), json.GetProperty("output_dir").GetString());
 
         // PEFT-readable adapter: config + F32 safetensors under base_model.model.* keys.
-        var config = PeftConfigFile.Read(outDir);
+        var config = PeftConfigFile.Read<LoraConfig>(outDir);
         Assert.Equal(8, config.R);
         Assert.Equal(16, config.LoraAlpha);
         Assert.True(config.TargetModules!.IsPeftForm);
@@ -115,10 +116,10 @@ public sealed class TrainCommandTests
         var model = ModelWithTokenizer("llama_qv");
         var data = AlpacaFile();
         var outDir = Path.Combine(TempDirectory(), "run");
-        var (code, _, stderr) = Run(["train", "--model", model, "--data", data, "--out", outDir, "--device", "cpu", "--init-adapter", Peft("llama_qv", "adapter"),
+        var (code, _, stderr) = Run(["train", "--model", model, "--data", data, "--out", outDir, "--device", "cpu", "--init-adapter", PeftFixture("llama_qv", "adapter"),
             "--max-steps", "2", "--save-steps", "0", "--packing", "--max-length", "256", "--gradient-checkpointing"]);
         Assert.True(code == 0, stderr);
-        Assert.Equal(["q_proj", "v_proj"], PeftConfigFile.Read(outDir).TargetModules!.Names!.Order());
+        Assert.Equal(["q_proj", "v_proj"], PeftConfigFile.Read<LoraConfig>(outDir).TargetModules!.Names!.Order());
         Assert.Empty(Directory.GetDirectories(outDir, "checkpoint-*"));
     }
 
@@ -128,13 +129,58 @@ public sealed class TrainCommandTests
         { ["--warmup-steps", "2", "--warmup-ratio", "0.1"], "--warmup-steps and --warmup-ratio" },
         { ["--bf16"], "--bf16 needs a CUDA device" },
         { ["--scheduler", "polynomial"], "scheduler 'polynomial'" },
-        { ["--init-adapter", "ADAPTER", "--r", "4"], "--init-adapter takes r" },
+        { ["--init-adapter", "ADAPTER", "--r", "4"], "--init-adapter takes the method" },
         { ["--eval-steps", "5"], "--eval-steps needs --eval-data" },
         { ["--learning-rate", "-1"], "learning rate" },
         { ["--targets", "nothing_here"], "matches no linear layer" },
         { ["--resume"], "no checkpoint" },
         { ["--max-length", "8"], "no examples left" },
+        { ["--method", "ia3", "--r", "4"], "--method ia3 has no rank" },
+        { ["--feedforward", "down_proj"], "--feedforward is an IA3 option" },
+        { ["--method", "prefix"], "--method 'prefix' is not one of lora, dora, ia3" },
+        { ["--mode", "full", "--method", "ia3"], "drop the adapter options" },
+        { ["--method", "ia3", "--targets", "k_proj", "--feedforward", "down_proj"], "not among the targets" },
+        { ["--method", "ia3", "--targets", "k_proj,v_proj", "--feedforward", "down_proj,v_proj"], "subset of target_modules" },
     };
+
+    [Fact]
+    public void Method_ia3_trains_and_writes_a_peft_ia3_adapter_that_eval_loads()
+    {
+        var model = ModelWithTokenizer("llama_ia3");
+        var data = AlpacaFile();
+        var outDir = Path.Combine(TempDirectory(), "ia3");
+        var (code, stdout, stderr) = Run("train", "--model", model, "--data", data, "--out", outDir, "--device", "cpu", "--batch-size", "3",
+            "--method", "ia3", "--learning-rate", "0.1", "--max-steps", "12", "--logging-steps", "4", "--save-steps", "0", "--eval-data", data, "--eval-steps", "4");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("trainable params: 384 || all params: ", stdout, StringComparison.Ordinal);
+
+        // PEFT's defaults for Llama (k_proj, v_proj, down_proj; down_proj feed-forward), in PEFT's IA3 format.
+        var config = PeftConfigFile.Read<Lora.Tuners.IA3.Ia3Config>(outDir);
+        Assert.Equal(["down_proj", "k_proj", "v_proj"], config.TargetModules!.Names!.Order());
+        Assert.Equal(["down_proj"], config.FeedforwardModules!.Names);
+        using (var weights = SafeTensorsFile.Open(Path.Combine(outDir, PeftAdapter.WeightsFileName)))
+            Assert.All(weights.Tensors.Keys, k => Assert.Matches(@"^base_model\.model\.model\.layers\.\d\.(self_attn\.(k|v)_proj|mlp\.down_proj)\.ia3_l$", k));
+
+        var eval = Metrics(outDir).Where(r => r.TryGetProperty("eval_loss", out _)).Select(r => r.GetProperty("eval_loss").GetDouble()).ToList();
+        Assert.True(eval[^1] < eval[0], string.Join(", ", eval));
+
+        (code, stdout, stderr) = Run("eval", "--model", model, "--adapter", outDir, "--data", data, "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(eval[^1], JsonDocument.Parse(stdout).RootElement.GetProperty("loss").GetDouble(), 1e-5);
+    }
+
+    [Fact]
+    public void Pre_tokenised_data_trains_without_a_tokenizer()
+    {
+        var model = PeftFixture("llama_qv", "base");
+        Assert.False(File.Exists(Path.Combine(model, "tokenizer.json")));
+        var outDir = Path.Combine(TempDirectory(), "ids");
+        var (code, stdout, stderr) = Run("train", "--model", model, "--data", InputIdsJsonl("llama_qv"), "--out", outDir, "--device", "cpu",
+            "--max-steps", "2", "--save-steps", "0", "--batch-size", "2");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("2 pre-tokenised examples, 32 tokens (30 in the loss)", stdout, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(outDir, PeftAdapter.WeightsFileName)));
+    }
 
     [Theory]
     [MemberData(nameof(BadInputs))]
@@ -142,7 +188,7 @@ public sealed class TrainCommandTests
     {
         var model = ModelWithTokenizer("llama_qv");
         var data = AlpacaFile();
-        extra = extra.Select(a => a == "ADAPTER" ? Peft("llama_qv", "adapter") : a).ToArray();
+        extra = extra.Select(a => a == "ADAPTER" ? PeftFixture("llama_qv", "adapter") : a).ToArray();
         var (code, stdout, stderr) = Run(["train", "--model", model, "--data", data, "--out", Path.Combine(TempDirectory(), "run"), "--device", "cpu", "--max-steps", "1", .. extra]);
         Assert.Equal(1, code);
         Assert.Equal(string.Empty, stdout);

@@ -1,5 +1,7 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
+using Lora.Modules;
 using Lora.SafeTensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -30,20 +32,20 @@ public class EmbeddingAndModulesToSaveTests
         using var generated = new LlamaEmbedLora(config);
         using var dynamic = new LlamaForCausalLM(config);
         torch.manual_seed(7);
-        var typed = generated.InjectLora();
+        var typed = generated.InjectAdapters();
         torch.manual_seed(7);
-        var expected = LoraInjector.Inject(dynamic, LlamaEmbedLora.Plan);
+        var expected = PeftInjector.Inject(dynamic, LlamaEmbedLora.Plan);
         Assert.Equal(expected, typed);
         Assert.Equal("model.embed_tokens", typed[0]);
-        Assert.Equal(["model.embed_tokens"], generated.LoraEmbeddingTargets().Select(t => t.Path));
-        Assert.Equal(4, generated.LoraTargets().Count);
+        Assert.Equal(["model.embed_tokens"], generated.AdapterTargets().Where(t => t.Layer is EmbeddingLayer).Select(t => t.Path));
+        Assert.Equal(5, generated.AdapterTargets().Count);
 
-        var ours = generated.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
-        var theirs = dynamic.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
+        var ours = generated.AdapterParameters().ToDictionary(p => p.ModelName, p => p.Parameter);
+        var theirs = dynamic.AdapterParameters().ToDictionary(p => p.ModelName, p => p.Parameter);
         Assert.Equal(theirs.Keys.Order(StringComparer.Ordinal), ours.Keys.Order(StringComparer.Ordinal));
         foreach (var (name, parameter) in ours)
             Assert.True(parameter.equal(theirs[name]).all().item<bool>(), $"{name}: same seed, same init");
-        Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.LoraParameters().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(p => p.ParameterName).Order(StringComparer.Ordinal));
         Assert.Contains(generated.AdapterStateDictMap(), m => m.PeftKey == "base_model.model.model.embed_tokens.lora_embedding_A");
     }
 
@@ -52,23 +54,23 @@ public class EmbeddingAndModulesToSaveTests
     {
         using var scope = NewDisposeScope();
         using var model = LlamaEmbedLora.FromPretrained(Base);
-        var trainable = model.MarkLoraTrainable().Select(p => p.Name).ToList();
+        var trainable = model.MarkAdaptersTrainable().Select(p => p.Name).ToList();
         Assert.Contains("lm_head.weight", trainable);
         Assert.Contains("model.embed_tokens.adapters.default.lora_embedding_A", trainable);
         Assert.DoesNotContain("model.embed_tokens.weight", trainable);
-        Assert.Equal(model.LoraParameters().Count + 1, trainable.Count);
+        Assert.Equal(model.AdapterParameters().Count() + 1, trainable.Count);
 
         // Train-like changes: a non-zero embedding update and a changed head.
         using (no_grad())
         {
-            foreach (var (_, parameter) in model.LoraParameters())
+            foreach (var parameter in model.AdapterParameters().Select(p => p.Parameter))
                 parameter.copy_(torch.rand_like(parameter) * 0.1);
             model.LmHead.Weight.add_(0.5f);
         }
 
         var dir = Path.Combine(Path.GetTempPath(), "lora-generator-tests", Guid.NewGuid().ToString("N"));
         model.SaveAdapter(dir);
-        var saved = PeftConfigFile.Read(dir);
+        var saved = PeftConfigFile.Read<LoraConfig>(dir);
         Assert.Equal(["embed_tokens", "q_proj", "v_proj"], saved.TargetModules!.Names!.Order(StringComparer.Ordinal));
         Assert.Equal(["lm_head"], saved.ModulesToSave);
         using (var file = SafeTensorsFile.Open(Path.Combine(dir, PeftAdapter.WeightsFileName)))
@@ -85,7 +87,7 @@ public class EmbeddingAndModulesToSaveTests
 
         // The dynamic path reads the same directory to the same model.
         using var dynamic = CausalLM.FromPretrained(Base);
-        PeftAdapter.Load(dynamic, dir);
+        PeftAdapter.Load<LoraConfig>(dynamic, dir);
         Assert.True(dynamic.Forward(ids).allclose(model.Forward(ids), rtol: 1e-5, atol: 1e-6));
     }
 }

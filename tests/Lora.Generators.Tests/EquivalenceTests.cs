@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using Lora.SafeTensors;
@@ -50,20 +51,20 @@ public class EquivalenceTests
         dynamic.LoadWeights(Peft("llama_qv", "base"));
 
         torch.manual_seed(1234);
-        var typedPaths = generated.InjectLora();
+        var typedPaths = generated.InjectAdapters();
         torch.manual_seed(1234);
-        var dynamicPaths = LoraInjector.Inject(dynamic, LlamaQvLora.Plan);
+        var dynamicPaths = PeftInjector.Inject(dynamic, LlamaQvLora.Plan);
         Assert.Equal(dynamicPaths, typedPaths);
         Assert.Equal(["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"], typedPaths);
 
-        var ours = generated.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
-        var theirs = dynamic.named_parameters().Where(p => AdapterKeys.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
+        var ours = generated.AdapterParameters().ToDictionary(p => p.ModelName, p => p.Parameter);
+        var theirs = dynamic.AdapterParameters().ToDictionary(p => p.ModelName, p => p.Parameter);
         Assert.Equal(theirs.Keys.Order(StringComparer.Ordinal), ours.Keys.Order(StringComparer.Ordinal));
         foreach (var (name, parameter) in ours)
             Assert.True(parameter.equal(theirs[name]).all().item<bool>(), $"{name}: same seed, same init");
 
         // The typed parameter list and the state-dict map cover exactly those parameters, keyed like the PEFT file.
-        Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.LoraParameters().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(p => p.ParameterName).Order(StringComparer.Ordinal));
         using var file = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv", "adapter"), PeftAdapter.WeightsFileName));
         Assert.Equal(file.Tensors.Keys.Select(AdapterKeys.WithPeftPrefix).Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(m => m.PeftKey).Order(StringComparer.Ordinal));
         Assert.Equal(PeftAdapter.StateDict(dynamic).Keys.Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(m => m.PeftKey).Order(StringComparer.Ordinal));
@@ -90,7 +91,7 @@ public class EquivalenceTests
         }
 
         using var dynamic = CausalLM.FromPretrained(Peft(@case, "base"));
-        PeftAdapter.Load(dynamic, Peft(@case, "adapter"));
+        PeftAdapter.Load<LoraConfig>(dynamic, Peft(@case, "adapter"));
         using var expected = SafeTensorsFile.Open(Path.Combine(Peft(@case), "expected.safetensors"));
         using var noGrad = no_grad();
         var ids = expected.Load("input_ids");
@@ -104,10 +105,10 @@ public class EquivalenceTests
     {
         using var scope = NewDisposeScope();
         using var model = LlamaLayer0Lora.FromPretrained(Peft("llama_regex_layer0", "base"));
-        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], model.LoraTargets().Select(t => t.Path));
-        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], model.AdapterConfig().TargetModules!.Names);
-        // The static plan keeps the regex, as one PEFT full-path pattern that selects the same layers.
-        Assert.Equal(model.LoraTargets().Select(t => t.Path), LoraInjector.ResolveTargets(CausalLM.FromPretrained(Peft("llama_regex_layer0", "base")), LlamaLayer0Lora.Plan).Select(t => t.Path));
+        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], model.AdapterTargets().Select(t => t.Path));
+        Assert.Equal(["model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.q_proj"], ((TunerConfig)model.AdapterConfig()).TargetModules!.Names);
+        // The static plan keeps the regex (leaf-or-path form), which the dynamic path resolves to the same layers.
+        Assert.Equal(model.AdapterTargets().Select(t => t.Path), PeftInjector.ResolveTargets(CausalLM.FromPretrained(Peft("llama_regex_layer0", "base")), LlamaLayer0Lora.Plan).Select(t => t.Path));
     }
 
     [Fact]
@@ -118,13 +119,13 @@ public class EquivalenceTests
         model.LoadAdapter(Peft("llama_qv", "adapter"));
         var dir = Path.Combine(Path.GetTempPath(), "lora-generator-tests", Guid.NewGuid().ToString("N"));
         model.SaveAdapter(dir);
-        var saved = PeftConfigFile.Read(dir);
+        var saved = PeftConfigFile.Read<LoraConfig>(dir);
         Assert.Equal(["q_proj", "v_proj"], saved.TargetModules!.Names);
         Assert.Equal(8, saved.R);
         Assert.Equal(16, saved.LoraAlpha);
 
         using var fresh = CausalLM.FromPretrained(Peft("llama_qv", "base"));
-        PeftAdapter.Load(fresh, dir);
+        PeftAdapter.Load<LoraConfig>(fresh, dir);
         using var expected = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv"), "expected.safetensors"));
         using var noGrad = no_grad();
         var ids = expected.Load("input_ids");
@@ -146,17 +147,17 @@ public class EquivalenceTests
         using var scope = NewDisposeScope();
         using var model = LlamaQvLora.FromPretrained(Peft("llama_qv", "base"));
         model.LoadAdapter(Peft("llama_qv", "adapter"));
-        var trainable = model.MarkLoraTrainable();
-        Assert.Equal(model.LoraParameters().Select(p => p.Name).Order(StringComparer.Ordinal), trainable.Select(p => p.Name).Order(StringComparer.Ordinal));
+        var trainable = model.MarkAdaptersTrainable();
+        Assert.Equal(model.AdapterStateDictMap().Select(p => p.ParameterName).Order(StringComparer.Ordinal), trainable.Select(p => p.Name).Order(StringComparer.Ordinal));
         Assert.StartsWith("trainable params: 3,584 || all params: ", model.TrainableParametersSummary(), StringComparison.Ordinal);
 
         using var expected = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv"), "expected.safetensors"));
         using var noGrad = no_grad();
         var ids = expected.Load("input_ids");
         var before = model.Forward(ids);
-        model.Merge();
+        model.MergeAdapters();
         LogitsAssert.Close(model.Forward(ids), before, what: "merged");
-        model.Unmerge();
+        model.UnmergeAdapters();
         model.MergeAndUnload();
         Assert.Empty(model.AdaptedLayers());
         LogitsAssert.Close(model.Forward(ids), before, what: "merge and unload");

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.RegularExpressions;
 using Lora.Generators.Analysis;
 using Lora.Generators.Tests.Helpers;
@@ -65,9 +66,11 @@ public class ResolverCacheTests
         Assert.NotSame(a, own);
         Assert.Equal(a.Nodes.Length + 1, own.Nodes.Length);
 
-        Assert.Same(a.Resolve("q_proj", [], null), b.Resolve("q_proj", [], null));
-        Assert.NotSame(a.Resolve("q_proj", [], null), a.Resolve("q_proj", [], [0]));
-        Assert.NotSame(a.Resolve("q_proj", [], null), a.Resolve("q_proj", ["lm_head"], null));
+        ImmutableArray<string> linear = ["Lora.Peft.LinearAdapter"];
+        Assert.Same(a.Resolve("q_proj", [], null, linear), b.Resolve("q_proj", [], null, linear));
+        Assert.NotSame(a.Resolve("q_proj", [], null, linear), a.Resolve("q_proj", [], [0], linear));
+        Assert.NotSame(a.Resolve("q_proj", [], null, linear), a.Resolve("q_proj", ["lm_head"], null, linear));
+        Assert.NotSame(a.Resolve("q_proj", [], null, linear), a.Resolve("q_proj", [], null, ["Lora.Peft.LinearAdapter", "Lora.Peft.EmbeddingAdapter"]));
     }
 
     [Theory]
@@ -80,8 +83,8 @@ public class ResolverCacheTests
     [InlineData("(?i)Q_PROJ")]
     public void Patterns_said_not_to_match_a_dot_do_not(string pattern)
     {
-        Assert.False(LoraTargetResolver.MayMatchDot(pattern));
-        var regex = new Regex(LoraTargetResolver.Anchored(pattern), RegexOptions.CultureInvariant);
+        Assert.False(TargetResolver.MayMatchDot(pattern));
+        var regex = new Regex(TargetResolver.Anchored(pattern), RegexOptions.CultureInvariant);
         foreach (var path in new[] { ".", "a.b", "q_proj.", ".q_proj", "model.layers.0.self_attn.q_proj", "layer_1.layer_2", "c_attn.c_attn" })
             Assert.False(regex.IsMatch(path), path);
     }
@@ -98,5 +101,5 @@ public class ResolverCacheTests
     [InlineData("a b")]
     [InlineData("[a-z")]
     public void Patterns_that_may_match_a_dot_are_sampled(string pattern) =>
-        Assert.True(LoraTargetResolver.MayMatchDot(pattern));
+        Assert.True(TargetResolver.MayMatchDot(pattern));
 }

@@ -29,7 +29,7 @@ public class TypedTrainingTests
         using var model = LlamaQvLora.FromPretrained(Peft("llama_qv", "base"));
         model.LoadAdapter(Peft("llama_qv", "adapter"));
         var outDir = Path.Combine(Path.GetTempPath(), "lora-gen-tests", Guid.NewGuid().ToString("N"));
-        var result = model.TrainLora(examples, new TrainingOptions
+        var result = model.TrainAdapter(examples, new TrainingOptions
         {
             LearningRate = 1e-3,
             WeightDecay = 0,
@@ -53,6 +53,6 @@ public class TypedTrainingTests
         using (no_grad())
             LogitsAssert.Close(model.Forward(ids), expected.Load("trained_logits"), what: "TrainLora");
         Assert.True(File.Exists(Path.Combine(outDir, "adapter_model.safetensors")));
-        Assert.Equal(["q_proj", "v_proj"], Lora.Adapters.PeftConfigFile.Read(outDir).TargetModules!.Names!.Order(StringComparer.Ordinal));
+        Assert.Equal(["q_proj", "v_proj"], Lora.Peft.PeftConfigFile.Read<Lora.Tuners.LoRA.LoraConfig>(outDir).TargetModules!.Names!.Order(StringComparer.Ordinal));
     }
 }

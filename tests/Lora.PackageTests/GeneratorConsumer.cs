@@ -18,8 +18,8 @@ internal static class GeneratorConsumer
         using Lora.Models;
 
         using var model = QvLora.FromPretrained({{Literal(checkpoint)}});
-        model.MarkLoraTrainable();
-        Console.WriteLine("{{ResultPrefix}}" + string.Join(",", model.LoraTargets().Select(t => t.Path).Concat(model.LoraEmbeddingTargets().Select(t => t.Path)).Order(StringComparer.Ordinal)));
+        model.MarkAdaptersTrainable();
+        Console.WriteLine("{{ResultPrefix}}" + string.Join(",", model.AdapterTargets().Select(t => t.Path).Order(StringComparer.Ordinal)));
         model.PrintTrainableParameters();
 
         [Lora(R = 8, Alpha = 16, Targets = "embed_tokens|q_proj|v_proj", ModulesToSave = new[] { "lm_head" })]
@@ -46,6 +46,27 @@ internal static class GeneratorConsumer
         ["Plan0010.cs"] = ("LORA0010", """[Lora(Targets = "q_proj", LayersToTransform = new[] { 0, 5 })] public partial class M10 : LlamaForCausalLM { }"""),
         ["Plan0011.cs"] = ("LORA0011", """[Lora(Targets = "q_proj")] public partial class M11 : LlamaForCausalLM { }"""),
     }.ToDictionary(p => p.Key, p => (p.Value.Item1, "using Lora;\nusing Lora.Models;\n\n" + p.Value.Item2 + "\n"), StringComparer.Ordinal);
+
+    /// <summary>Code that uses every generated member of the invalid <c>M1</c> (the new user's <c>Targets = "x_proj"</c>)
+    /// and the runtime API over them: it must compile, so that the LORA0001 error is the only error of the build.</summary>
+    public const string InvalidPlanUsage = """
+        using Lora;
+
+        public static class UsesInvalidPlan
+        {
+            public static void Run()
+            {
+                using var model = M1.FromPretrained("models/llama");
+                model.InjectAdapters();
+                model.PrintTrainableParameters();
+                _ = M1.Plan.R;
+                _ = model.AdapterTargets().Count + model.AdapterStateDictMap().Count;
+                model.MarkAdaptersTrainable();
+                model.SaveAdapter("out/adapter");
+                model.LoadAdapter("out/adapter");
+            }
+        }
+        """;
 
     private static string Literal(string text) => "@\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }

@@ -151,6 +151,7 @@ public sealed class PackageTests(PackageFixture package, ITestOutputHelper outpu
         // Invalid: one plan per file, one build; each file gets exactly its error, and the compiler adds none.
         foreach (var (file, (_, source)) in GeneratorConsumer.InvalidPlans)
             consumer.Write(file, source);
+        consumer.Write("UsesInvalidPlan.cs", GeneratorConsumer.InvalidPlanUsage);
         var failed = consumer.Build();
         output.WriteLine(failed.ToString());
         Assert.False(failed.Succeeded, failed.ToString());

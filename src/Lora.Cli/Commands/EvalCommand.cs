@@ -31,6 +31,8 @@ internal static class EvalCommand
         };
         command.SetAction(parse =>
         {
+            if (!File.Exists(parse.GetValue(data)))
+                throw new LoraException($"{parse.GetValue(data)}: file not found.");
             using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(merge),
                 parse.GetValue(device)!, parse.GetValue(dtype)!, stderr);
             var path = parse.GetValue(data)!;

@@ -1,4 +1,7 @@
+using System.Collections.Immutable;
+using System.Linq;
 using System.Runtime.CompilerServices;
+using Lora.Generators.Analysis.Methods;
 using Lora.Generators.Helpers;
 using Microsoft.CodeAnalysis;
 
@@ -10,12 +13,15 @@ internal sealed class LoraSymbols
 {
     private LoraSymbols(Compilation compilation)
     {
-        LoraAttribute = compilation.GetTypeByMetadataName(WellKnownMetadataNames.LoraAttribute);
+        PlanAttributes = PlanKinds.All
+            .Select(kind => (Kind: kind, Symbol: compilation.GetTypeByMetadataName(kind.AttributeMetadataName)))
+            .Where(p => p.Symbol is not null)
+            .Select(p => new PlanAttributeSymbol(p.Kind, p.Symbol!))
+            .ToImmutableArray();
+        AdaptsAttribute = compilation.GetTypeByMetadataName(WellKnownMetadataNames.AdaptsAttribute);
+        AdapterHost = compilation.GetTypeByMetadataName(WellKnownMetadataNames.AdapterHost);
         CausalLM = compilation.GetTypeByMetadataName(WellKnownMetadataNames.CausalLM);
         ModelConfig = compilation.GetTypeByMetadataName(WellKnownMetadataNames.ModelConfig);
-        LinearLayer = compilation.GetTypeByMetadataName(WellKnownMetadataNames.LinearLayer);
-        Conv1D = compilation.GetTypeByMetadataName(WellKnownMetadataNames.Conv1D);
-        EmbeddingLayer = compilation.GetTypeByMetadataName(WellKnownMetadataNames.EmbeddingLayer);
         Module = compilation.GetTypeByMetadataName(WellKnownMetadataNames.Module);
         ModuleList = compilation.GetTypeByMetadataName(WellKnownMetadataNames.ModuleList);
         ComponentNameAttribute = compilation.GetTypeByMetadataName(WellKnownMetadataNames.ComponentNameAttribute);
@@ -23,17 +29,20 @@ internal sealed class LoraSymbols
         Device = compilation.GetTypeByMetadataName(WellKnownMetadataNames.Device);
     }
 
-    public INamedTypeSymbol? LoraAttribute { get; }
+    /// <summary>The plan attributes this compilation references, with their method's rules.</summary>
+    public ImmutableArray<PlanAttributeSymbol> PlanAttributes { get; }
+
+    /// <summary>True when the runtime's plan attributes are visible (the project references Lora.Runtime).</summary>
+    public bool HasRuntime => !PlanAttributes.IsEmpty;
+
+    public INamedTypeSymbol? AdaptsAttribute { get; }
+
+    /// <summary><c>Lora.Peft.IAdapterHost&lt;TAdapter&gt;</c>: how a layer's adapter kind is told.</summary>
+    public INamedTypeSymbol? AdapterHost { get; }
 
     public INamedTypeSymbol? CausalLM { get; }
 
     public INamedTypeSymbol? ModelConfig { get; }
-
-    public INamedTypeSymbol? LinearLayer { get; }
-
-    public INamedTypeSymbol? Conv1D { get; }
-
-    public INamedTypeSymbol? EmbeddingLayer { get; }
 
     public INamedTypeSymbol? Module { get; }
 
@@ -48,8 +57,20 @@ internal sealed class LoraSymbols
     private static readonly ConditionalWeakTable<Compilation, LoraSymbols> Cache = new();
 
     /// <summary>The symbols of <paramref name="compilation"/>, looked up once per compilation (the generator's transform
-    /// runs once per [Lora] class, the analyzers once per compilation).</summary>
+    /// runs once per plan class, the analyzers once per compilation).</summary>
     public static LoraSymbols Create(Compilation compilation) => Cache.GetValue(compilation, static c => new LoraSymbols(c));
+
+    /// <summary>The plan attribute <paramref name="attribute"/> is an instance of, or null.</summary>
+    public PlanAttributeSymbol? PlanAttributeOf(AttributeData attribute)
+    {
+        foreach (var plan in PlanAttributes)
+        {
+            if (SymbolEqualityComparer.Default.Equals(attribute.AttributeClass, plan.Symbol))
+                return plan;
+        }
+
+        return null;
+    }
 
     public static bool DerivesFrom(ITypeSymbol? type, INamedTypeSymbol? baseType)
     {
@@ -75,4 +96,39 @@ internal sealed class LoraSymbols
 
         return null;
     }
+
+    /// <summary>The adapter kind a layer type hosts (the type argument of the <c>IAdapterHost&lt;T&gt;</c> it
+    /// implements, metadata-named), or null when it hosts none.</summary>
+    public string? HostKindOf(INamedTypeSymbol type)
+    {
+        if (AdapterHost is null)
+            return null;
+        foreach (var i in type.AllInterfaces)
+        {
+            if (SymbolEqualityComparer.Default.Equals(i.OriginalDefinition, AdapterHost) && i.TypeArguments[0] is INamedTypeSymbol kind)
+                return kind.ToDisplayString();
+        }
+
+        return null;
+    }
+
+    /// <summary>The adapter kinds a plan attribute's method provides (<c>[Adapts(typeof(...), ...)]</c>), first one first.</summary>
+    public ImmutableArray<string> AdaptedKindsOf(INamedTypeSymbol attributeType)
+    {
+        foreach (var attribute in attributeType.GetAttributes())
+        {
+            if (!SymbolEqualityComparer.Default.Equals(attribute.AttributeClass, AdaptsAttribute) || attribute.ConstructorArguments.Length != 1)
+                continue;
+            return attribute.ConstructorArguments[0].Values
+                .Select(v => (v.Value as ITypeSymbol)?.ToDisplayString())
+                .Where(n => n is not null)
+                .Select(n => n!)
+                .ToImmutableArray();
+        }
+
+        return ImmutableArray<string>.Empty;
+    }
 }
+
+/// <summary>A plan attribute type of this compilation and the rules of its method.</summary>
+internal sealed record PlanAttributeSymbol(PlanKind Kind, INamedTypeSymbol Symbol);

@@ -12,33 +12,27 @@ using Microsoft.CodeAnalysis;
 
 namespace Lora.Generators.Analysis;
 
-/// <summary>What a module is, as far as LoRA is concerned.</summary>
+/// <summary>What a module is, as far as adapters are concerned.</summary>
 internal enum ModuleKind
 {
     /// <summary>A module the walk descends into (an attention block, a decoder layer, a <c>ModuleList</c>).</summary>
     Container,
 
-    /// <summary><c>Lora.Modules.LinearLayer</c>: adaptable.</summary>
-    Linear,
-
-    /// <summary><c>Lora.Modules.Conv1D</c> (GPT-2, fan_in_fan_out): adaptable.</summary>
-    Conv1D,
-
-    /// <summary><c>Lora.Modules.EmbeddingLayer</c>: adaptable when the targets name it (PEFT's <c>lora.Embedding</c>).</summary>
-    Embedding,
+    /// <summary>A layer that hosts adapters (implements <c>Lora.Peft.IAdapterHost&lt;TAdapter&gt;</c>): a leaf.</summary>
+    Host,
 
     /// <summary>Any other leaf (norms, dropout, TorchSharp modules): not adaptable.</summary>
     Other,
 }
 
-/// <summary>A module of the tree: the steps from the root, its kind, and its C# type name (for messages).</summary>
-internal sealed record ModuleNode(EquatableArray<AccessStep> Steps, ModuleKind Kind, string TypeName)
+/// <summary>A module of the tree: the steps from the root, its kind, the adapter kind it hosts (the metadata name of
+/// <c>TAdapter</c>, e.g. <c>Lora.Peft.LinearAdapter</c>; empty when not a host), and its C# type name (for messages).</summary>
+internal sealed record ModuleNode(EquatableArray<AccessStep> Steps, ModuleKind Kind, string HostKind, string TypeName)
 {
-    /// <summary>A linear layer: what a broad pattern is meant to select, and what messages list.</summary>
-    public bool IsAdaptable => Kind is ModuleKind.Linear or ModuleKind.Conv1D;
+    public bool IsHost => Kind == ModuleKind.Host;
 
-    /// <summary>Can host a LoRA adapter: a linear layer, or an embedding table the targets name.</summary>
-    public bool IsHost => IsAdaptable || Kind == ModuleKind.Embedding;
+    /// <summary>Can host an adapter of one of <paramref name="kinds"/>.</summary>
+    public bool Hosts(ImmutableArray<string> kinds) => IsHost && kinds.Contains(HostKind);
 
     public int PlaceholderCount => Steps.Count(s => s.IsListIndex);
 
@@ -90,14 +84,15 @@ internal sealed class ModuleTree
     /// <summary>Every (original definition) type whose fields the walk visited.</summary>
     internal HashSet<ITypeSymbol> Walked { get; }
 
-    /// <summary><see cref="LoraTargetResolver.Resolve"/> on this tree, memoized by the plan's values.</summary>
-    public TargetResolution Resolve(string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform)
+    /// <summary><see cref="TargetResolver.Resolve"/> on this tree, memoized by the plan's values.</summary>
+    public TargetResolution Resolve(string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform, ImmutableArray<string> kinds)
     {
         var key = pattern + "\0" + string.Join("\u0001", modulesToSave) + "\0"
-            + (layersToTransform is null ? "-" : string.Join(",", layersToTransform.Select(i => i.ToString(CultureInfo.InvariantCulture))));
+            + (layersToTransform is null ? "-" : string.Join(",", layersToTransform.Select(i => i.ToString(CultureInfo.InvariantCulture))))
+            + "\0" + string.Join("\u0001", kinds);
         if (_resolutions.TryGetValue(key, out var cached))
             return cached;
-        var resolution = LoraTargetResolver.Resolve(Nodes, pattern, modulesToSave, layersToTransform);
+        var resolution = TargetResolver.Resolve(Nodes, pattern, modulesToSave, layersToTransform, kinds);
         if (_resolutions.Count >= MaxCachedResolutions)
             _resolutions.Clear();
         return _resolutions.GetOrAdd(key, resolution);
@@ -118,14 +113,14 @@ internal sealed class ModuleTree
     }
 
     private static INamedTypeSymbol?[] BuiltWithOf(LoraSymbols symbols) =>
-        new[] { symbols.Module, symbols.ModuleList, symbols.LinearLayer, symbols.Conv1D, symbols.EmbeddingLayer, symbols.ComponentNameAttribute };
+        new[] { symbols.Module, symbols.ModuleList, symbols.AdapterHost, symbols.ComponentNameAttribute };
 }
 
 /// <summary>
 /// Walks the module tree of a model type at compile time: public instance fields (declared or inherited, in any
 /// assembly) whose type derives from TorchSharp's <c>nn.Module</c>, named by <c>[ComponentName(Name = ...)]</c> or
-/// the field name, descending through <c>ModuleList&lt;T&gt;</c> element types. Linear/Conv1D/Embedding layers and
-/// TorchSharp's own modules are leaves.
+/// the field name, descending through <c>ModuleList&lt;T&gt;</c> element types. Adapter hosts (linear layers, embedding
+/// tables: whatever implements <c>IAdapterHost&lt;T&gt;</c>) and TorchSharp's own modules are leaves.
 /// </summary>
 internal static class ModuleTreeBuilder
 {
@@ -262,8 +257,9 @@ internal static class ModuleTreeBuilder
     private static void AddModule(INamedTypeSymbol type, ImmutableArray<AccessStep> steps, WalkState walk, CancellationToken cancellationToken)
     {
         var symbols = walk.Symbols;
-        var kind = Classify(type, symbols);
-        walk.Nodes.Add(new ModuleNode(new EquatableArray<AccessStep>(steps), kind, type.Name));
+        var hostKind = symbols.HostKindOf(type);
+        var kind = hostKind is not null ? ModuleKind.Host : Classify(type, symbols);
+        walk.Nodes.Add(new ModuleNode(new EquatableArray<AccessStep>(steps), kind, hostKind ?? string.Empty, type.Name));
         if (symbols.AsModuleList(type) is { } list && list.TypeArguments[0] is INamedTypeSymbol element)
         {
             var index = new AccessStep(string.Empty, string.Empty, IsListIndex: true, IsNullable: false);
@@ -277,12 +273,6 @@ internal static class ModuleTreeBuilder
 
     private static ModuleKind Classify(INamedTypeSymbol type, LoraSymbols symbols)
     {
-        if (LoraSymbols.DerivesFrom(type, symbols.Conv1D))
-            return ModuleKind.Conv1D;
-        if (LoraSymbols.DerivesFrom(type, symbols.LinearLayer))
-            return ModuleKind.Linear;
-        if (LoraSymbols.DerivesFrom(type, symbols.EmbeddingLayer))
-            return ModuleKind.Embedding;
         if (symbols.AsModuleList(type) is not null)
             return ModuleKind.Container;
         return IsTorchSharpType(type, symbols) ? ModuleKind.Other : ModuleKind.Container;

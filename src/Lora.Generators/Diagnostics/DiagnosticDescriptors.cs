@@ -1,81 +1,94 @@
+using System.Linq;
+using System.Reflection;
 using Microsoft.CodeAnalysis;
 
 namespace Lora.Generators.Diagnostics;
 
-/// <summary>The Lora diagnostics. Ids are stable; each has a page at docs/diagnostics/LORAxxxx.md.</summary>
+/// <summary>
+/// The Lora diagnostics. Ids are stable; each has a page at <c>docs/diagnostics/LORAxxxx.md</c>, linked by an absolute
+/// <see cref="DiagnosticDescriptor.HelpLinkUri"/> into the repository (<c>RepositoryUrl</c> of the build, stamped into
+/// this assembly), so a package user can open it from the IDE. Every message starts with the attribute and the class,
+/// e.g. <c>[Lora] on 'M': …</c> ({0}).
+/// </summary>
 internal static class DiagnosticDescriptors
 {
     public const string Category = "Lora";
 
-    /// <summary>Where the pages live in the repository. Relative until the project has a public URL: then make this
-    /// the absolute base (one constant).</summary>
-    public const string HelpBase = "docs/diagnostics/";
+    /// <summary>The absolute base of the pages: <c>{RepositoryUrl}/blob/main/docs/diagnostics/</c>.</summary>
+    public static readonly string HelpBase =
+        (typeof(DiagnosticDescriptors).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "RepositoryUrl")?.Value
+            ?? "https://github.com/lora-dotnet/lora").TrimEnd('/') + "/blob/main/docs/diagnostics/";
 
     public static readonly DiagnosticDescriptor TargetsMatchNothing = Create(
         "LORA0001",
-        "LoRA targets match no adaptable layer",
-        "[Lora] on '{0}': Targets '{1}' match no adaptable layer of {2}; adaptable layers: {3}");
+        "Targets match no adaptable layer",
+        "{0}: Targets '{1}' match no adaptable layer of {2}; adaptable layers: {3}");
 
     public static readonly DiagnosticDescriptor TargetNotAdaptable = Create(
         "LORA0002",
-        "LoRA target is not an adaptable layer",
-        "[Lora] on '{0}': Targets '{1}' select {2}, which cannot host {3}; adaptable layers: {4}");
+        "A target cannot host the adapter",
+        "{0}: Targets '{1}' select {2}, which cannot host {3}; adaptable layers: {4}");
 
     public static readonly DiagnosticDescriptor InvalidTargetsRegex = Create(
         "LORA0003",
-        "LoRA targets are not a valid regular expression",
-        "[Lora] on '{0}': Targets '{1}' is not a valid .NET regular expression: {2}");
+        "Targets are not a valid regular expression",
+        "{0}: {1} '{2}' is not a valid .NET regular expression: {3}");
 
     public static readonly DiagnosticDescriptor InvalidRank = Create(
         "LORA0004",
         "LoRA rank must be positive",
-        "[Lora] on '{0}': R = {1}; the rank must be greater than 0");
+        "{0}: R = {1}; the rank must be greater than 0");
 
     public static readonly DiagnosticDescriptor InvalidAlpha = Create(
         "LORA0005",
         "LoRA alpha must be positive",
-        "[Lora] on '{0}': Alpha = {1}; alpha must be greater than 0");
+        "{0}: Alpha = {1}; alpha must be greater than 0");
 
     public static readonly DiagnosticDescriptor InvalidDropout = Create(
         "LORA0006",
         "LoRA dropout must be in [0, 1)",
-        "[Lora] on '{0}': Dropout = {1}; dropout must be at least 0 and less than 1");
+        "{0}: Dropout = {1}; dropout must be at least 0 and less than 1");
 
     public static readonly DiagnosticDescriptor ModelMustBePartial = Create(
         "LORA0007",
-        "A [Lora] model class must be partial",
-        "[Lora] on '{0}': the class must be declared partial so that the generated members can be added to it");
+        "A model class with an adapter plan must be partial",
+        "{0}: the class must be declared partial so that the generated members can be added to it");
 
     public static readonly DiagnosticDescriptor BaseTypeNotAModel = Create(
         "LORA0008",
-        "A [Lora] class must derive from a model",
-        "[Lora] on '{0}': the base type '{1}' is not a model (a class deriving from Lora.Models.CausalLM)");
+        "A model class with an adapter plan must derive from a model",
+        "{0}: the base type '{1}' is not a model (a class deriving from Lora.Models.CausalLM)");
 
     public static readonly DiagnosticDescriptor ConflictingAttributes = Create(
         "LORA0009",
-        "Conflicting [Lora] attributes",
-        "[Lora] on '{0}': {1}");
+        "Conflicting adapter plans",
+        "{0}: {1}");
 
     public static readonly DiagnosticDescriptor InvalidLayersToTransform = Create(
         "LORA0010",
         "LayersToTransform is out of range",
-        "[Lora] on '{0}': LayersToTransform {1}");
+        "{0}: LayersToTransform {1}");
 
     public static readonly DiagnosticDescriptor CheckpointMissingTargets = Create(
         "LORA0011",
-        "LoRA targets are missing from the checkpoint",
-        "[Lora] on '{0}': checkpoint '{1}' has no weight for {2} target(s): {3}");
+        "Targets are missing from the checkpoint",
+        "{0}: checkpoint '{1}' has no weight for {2} target(s): {3}");
 
     public static readonly DiagnosticDescriptor CheckpointIncompatibleShape = Create(
         "LORA0012",
-        "A LoRA target's checkpoint weight has an incompatible shape",
-        "[Lora] on '{0}': checkpoint '{1}': {2}");
+        "A target's checkpoint weight has an incompatible shape",
+        "{0}: checkpoint '{1}': {2}");
 
     public static readonly DiagnosticDescriptor CheckpointUnreadable = Create(
         "LORA0013",
-        "LoRA checkpoint metadata could not be read",
-        "[Lora] on '{0}': checkpoint '{1}' could not be checked: {2}",
+        "Checkpoint metadata could not be read",
+        "{0}: checkpoint '{1}' could not be checked: {2}",
         DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor FeedForwardNotTargets = Create(
+        "LORA0014",
+        "IA3 feed-forward modules must be targets",
+        "{0}: FeedForward '{1}' {2}; every feed-forward module must be a target (PEFT requires feedforward_modules to be a subset of target_modules)");
 
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true,

@@ -24,7 +24,7 @@ public abstract class LayerTunerMethod<TConfig> : PeftMethod, ILayerTuner
 
     public override IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName)
     {
-        var typed = Typed(config);
+        var typed = Typed(Prepare(model, config));
         var targets = ResolveTargets(model, typed);
         foreach (var (path, host) in targets)
             Attach(host, path, typed, adapterName);

@@ -18,12 +18,16 @@ public static class PeftInjector
     public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName) =>
         PeftMethods.For(config).Inject(model, config, adapterName);
 
+    /// <summary><paramref name="config"/> completed for <paramref name="model"/> by its method (family defaults, checks):
+    /// what the generated injection attaches with.</summary>
+    public static PeftConfig Prepare(nn.Module model, PeftConfig config) => PeftMethods.For(config).Prepare(model, config);
+
     /// <summary>The layers <paramref name="config"/> selects, with the same errors as <see cref="Inject"/>.</summary>
     public static IReadOnlyList<(string Path, IAdapterHost Layer)> ResolveTargets(nn.Module model, TunerConfig config) =>
         Tuner(config).ResolveTargets(model, config);
 
-    /// <summary>Adds one adapter of <paramref name="config"/>'s method to <paramref name="layer"/> (at
-    /// <paramref name="path"/>, for per-module settings), as the dynamic path would.</summary>
+    /// <summary>Adds one adapter of <paramref name="config"/>'s method (a config already <see cref="Prepare"/>d) to
+    /// <paramref name="layer"/> (at <paramref name="path"/>, for per-module settings), as the dynamic path would.</summary>
     /// <exception cref="LoraException">The layer cannot host the method.</exception>
     public static nn.Module Attach(IAdapterHost layer, string path, TunerConfig config, string adapterName) =>
         Tuner(config).Attach(layer, path, config, adapterName);

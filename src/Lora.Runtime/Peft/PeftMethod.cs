@@ -26,8 +26,13 @@ public abstract class PeftMethod
     /// <summary>Adds the method's own fields of <paramref name="config"/> to <paramref name="fields"/>.</summary>
     public abstract void WriteConfig(PeftConfig config, IDictionary<string, JsonNode?> fields);
 
+    /// <summary>PEFT's <c>_prepare_adapter_config</c>: <paramref name="config"/> completed for <paramref name="model"/>
+    /// (defaults from the model family that PEFT takes from its per-model tables) and checked, before any adapter is
+    /// built. Both the dynamic and the generated injection call it.</summary>
+    public virtual PeftConfig Prepare(nn.Module model, PeftConfig config) => config;
+
     /// <summary>Adds adapter <paramref name="adapterName"/> to <paramref name="model"/> as <paramref name="config"/>
-    /// says; returns the adapted module paths (ordinal order).</summary>
+    /// says (after <see cref="Prepare"/>); returns the adapted module paths (ordinal order).</summary>
     public abstract IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName);
 
     /// <summary>Parameters outside the adapter that it trains and saves, with their PEFT keys (modules_to_save; LoRA's

@@ -16,7 +16,7 @@ internal static class TestCompilation
     [
         .. Net100.References.All,
         MetadataReference.CreateFromFile(typeof(TorchSharp.torch).Assembly.Location),
-        MetadataReference.CreateFromFile(typeof(Lora.Adapters.LoraConfig).Assembly.Location),
+        MetadataReference.CreateFromFile(typeof(Lora.Tuners.LoRA.LoraConfig).Assembly.Location),
     ];
 
     public static CSharpCompilation Create(params string[] sources) =>

@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using Lora.SafeTensors;
@@ -28,7 +29,7 @@ public class AdapterOperationsTests
         var baseLogits = Logits(model);
         var config = new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = TargetModules.FromNames(["embed_tokens", "q_proj"]), InitLoraWeights = "false" };
         manual_seed(3);
-        var paths = LoraInjector.Inject(model, config);
+        var paths = PeftInjector.Inject(model, config);
         Assert.Contains("model.embed_tokens", paths);
 
         var state = PeftAdapter.StateDict(model);
@@ -44,7 +45,7 @@ public class AdapterOperationsTests
         var dir = Fixtures.TempDirectory();
         PeftAdapter.Save(model, dir, config);
         using var fresh = Base();
-        PeftAdapter.Load(fresh, dir);
+        PeftAdapter.Load<LoraConfig>(fresh, dir);
         LogitsAssert.Close(Logits(fresh), adapted, what: "reloaded embedding adapter");
     }
 
@@ -54,7 +55,7 @@ public class AdapterOperationsTests
         using var scope = NewDisposeScope();
         using var model = Base();
         var before = Logits(model);
-        LoraInjector.Inject(model, new LoraConfig { TargetModules = TargetModules.FromNames(["embed_tokens"]) });
+        PeftInjector.Inject(model, new LoraConfig { TargetModules = TargetModules.FromNames(["embed_tokens"]) });
         LogitsAssert.Close(Logits(model), before, rtol: 0, atol: 1e-6, what: "A = 0");
     }
 
@@ -63,8 +64,8 @@ public class AdapterOperationsTests
     {
         using var scope = NewDisposeScope();
         using var model = Base();
-        PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter"));
-        PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter_trained"), "trained");
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter_trained"), "trained");
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_qv"), "expected.safetensors"));
         var ids = expected.Load("input_ids");
         using var noGrad = no_grad();
@@ -94,7 +95,7 @@ public class AdapterOperationsTests
     public void Saving_with_a_config_that_does_not_describe_the_adapter_is_refused()
     {
         using var model = Base();
-        var config = PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter"));
+        var config = PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter"));
         var e = Assert.Throws<LoraException>(() => PeftAdapter.Save(model, Fixtures.TempDirectory(), config with { R = 16 }));
         Assert.Contains("r=16", e.Message, StringComparison.Ordinal);
     }
@@ -104,10 +105,10 @@ public class AdapterOperationsTests
     {
         using var scope = NewDisposeScope();
         using var model = Base();
-        PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter"));
         var (_, layer) = model.AdaptedLayers().Last();
         using (no_grad())
-            ((Modules.LinearLayer)layer).Adapter("default").LoraB.weight![0, 0] = float.NaN;
+            ((LoraAdapter)((Modules.LinearLayer)layer).Adapter("default")).LoraB.weight![0, 0] = float.NaN;
         var e = Assert.Throws<LoraException>(() => model.MergeAdapters());
         Assert.Contains("NaN or Inf", e.Message, StringComparison.Ordinal);
         foreach (var (_, l) in model.AdaptedLayers())
@@ -142,7 +143,7 @@ public class AdapterOperationsTests
         corrupt(dir);
 
         using var model = Base();
-        var e = Assert.Throws<LoraException>(() => PeftAdapter.Load(model, dir));
+        var e = Assert.Throws<LoraException>(() => PeftAdapter.Load<LoraConfig>(model, dir));
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         Assert.Empty(model.AdaptedLayers());
     }
@@ -155,7 +156,7 @@ public class AdapterOperationsTests
         using (var file = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_qv", "adapter"), PeftAdapter.WeightsFileName)))
             SafeTensorsWriter.Write(Path.Combine(dir, PeftAdapter.WeightsFileName), file.Tensors.Keys.ToDictionary(k => k[AdapterKeys.PeftPrefix.Length..], k => file.Load(k)));
         using var model = Base();
-        PeftAdapter.Load(model, dir);
+        PeftAdapter.Load<LoraConfig>(model, dir);
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_qv"), "expected.safetensors"));
         using var noGrad = no_grad();
         LogitsAssert.Close(model.Forward(expected.Load("input_ids")), expected.Load("lora_logits"), what: "unprefixed keys");

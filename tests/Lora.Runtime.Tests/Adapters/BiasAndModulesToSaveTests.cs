@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using TorchSharp;
@@ -32,7 +33,7 @@ public class BiasAndModulesToSaveTests
             TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]),
             ModulesToSave = ["norm"],
         };
-        LoraInjector.Inject(model, config);
+        PeftInjector.Inject(model, config);
         var trainable = model.MarkTrainable(config).Select(t => t.Name).ToList();
         Assert.Contains("model.layers.0.self_attn.q_proj.bias", trainable);
         Assert.DoesNotContain("model.layers.0.self_attn.k_proj.bias", trainable);
@@ -52,10 +53,10 @@ public class BiasAndModulesToSaveTests
         Assert.Contains("base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias", keys);
         Assert.Contains("base_model.model.model.norm.weight", keys);
         Assert.DoesNotContain("base_model.model.model.layers.0.self_attn.k_proj.base_layer.bias", keys);
-        Assert.Equal(new[] { "norm" }, PeftConfigFile.Read(dir).ModulesToSave);
+        Assert.Equal(new[] { "norm" }, PeftConfigFile.Read<LoraConfig>(dir).ModulesToSave);
 
         using var fresh = Base();
-        PeftAdapter.Load(fresh, dir);
+        PeftAdapter.Load<LoraConfig>(fresh, dir);
         LogitsAssert.Close(Logits(fresh), adapted, what: "reloaded");
         using (fresh.DisableAdapters())
             LogitsAssert.Close(Logits(fresh), baseLogits, what: "disabled");
@@ -69,7 +70,7 @@ public class BiasAndModulesToSaveTests
     {
         using var model = Base();
         var config = new LoraConfig { R = 2, LoraAlpha = 4, Bias = LoraBias.All, TargetModules = TargetModules.FromNames(["q_proj"]) };
-        LoraInjector.Inject(model, config);
+        PeftInjector.Inject(model, config);
         var keys = PeftAdapter.StateDict(model, config: config).Keys.ToList();
         Assert.Contains("base_model.model.model.layers.1.self_attn.q_proj.base_layer.bias", keys);
         Assert.Contains("base_model.model.model.layers.1.self_attn.k_proj.bias", keys);
@@ -81,7 +82,7 @@ public class BiasAndModulesToSaveTests
     {
         using var model = Base();
         var config = new LoraConfig { TargetModules = TargetModules.FromNames(["q_proj"]), ModulesToSave = ["score"] };
-        LoraInjector.Inject(model, config);
+        PeftInjector.Inject(model, config);
         var e = Assert.Throws<LoraException>(() => model.MarkTrainable(config));
         Assert.Contains("score", e.Message, StringComparison.Ordinal);
     }

@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using Lora.SafeTensors;
@@ -26,15 +27,15 @@ public class ExportCompatibilityTests
     {
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_rslora_all", "base"));
-        var config = PeftAdapter.Load(model, Fixtures.Peft("llama_rslora_all", "adapter"));
+        var config = PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_rslora_all", "adapter"));
         var dir = Fixtures.TempDirectory();
         ExportCompatibility.SaveWithBakedScaling(model, dir, config);
-        var baked = PeftConfigFile.Read(dir);
+        var baked = PeftConfigFile.Read<LoraConfig>(dir);
         Assert.False(baked.UseRsLora);
         Assert.Equal(baked.R, baked.LoraAlpha);
 
         using var fresh = CausalLM.FromPretrained(Fixtures.Peft("llama_rslora_all", "base"));
-        PeftAdapter.Load(fresh, dir);
+        PeftAdapter.Load<LoraConfig>(fresh, dir);
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_rslora_all"), "expected.safetensors"));
         using var noGrad = no_grad();
         LogitsAssert.Close(fresh.Forward(expected.Load("input_ids")), expected.Load("adapter_logits"), what: "baked");

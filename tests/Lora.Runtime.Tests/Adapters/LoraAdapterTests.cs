@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using TorchSharp;
 
 namespace Lora.Runtime.Tests.Adapters;
@@ -33,7 +34,7 @@ public class LoraAdapterTests
         using var adapter = new LoraAdapter(6, 5, rank: 4, alpha: 8, useRsLora: true, init: LoraInit.Random);
         Assert.Equal(8 / 2.0, adapter.Scaling);
         using var x = torch.randn(3, 6);
-        using var y = adapter.call(x);
+        using var y = adapter.Delta(x);
         using var expected = x.matmul(adapter.LoraA.weight!.t()).matmul(adapter.LoraB.weight!.t()) * adapter.Scaling;
         Assert.True(y.allclose(expected, rtol: 1e-5, atol: 1e-6));
         using var delta = adapter.DeltaWeight();

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 
 namespace Lora.Runtime.Tests.Adapters;
 
@@ -15,7 +16,7 @@ public class PeftConfigFileTests
     public void Reads_every_fixture_config_without_warnings(string @case, int r, double alpha, bool rslora, bool dora)
     {
         var warnings = new List<string>();
-        var config = PeftConfigFile.Read(Fixtures.Peft(@case, "adapter"), warnings.Add);
+        var config = PeftConfigFile.Read<LoraConfig>(Fixtures.Peft(@case, "adapter"), warnings.Add);
         Assert.Empty(warnings);
         Assert.Equal(r, config.R);
         Assert.Equal(alpha, config.LoraAlpha);
@@ -28,7 +29,7 @@ public class PeftConfigFileTests
     [Fact]
     public void Regex_targets_full_match_the_dotted_path()
     {
-        var config = PeftConfigFile.Read(Fixtures.Peft("llama_regex_layer0", "adapter"));
+        var config = PeftConfigFile.Read<LoraConfig>(Fixtures.Peft("llama_regex_layer0", "adapter"));
         Assert.True(config.IsTarget("model.layers.0.self_attn.q_proj"));
         Assert.True(config.IsTarget("model.layers.0.self_attn.k_proj"));
         Assert.False(config.IsTarget("model.layers.0.self_attn.v_proj"));
@@ -101,7 +102,7 @@ public class PeftConfigFileTests
         Assert.Equal(32, (int)root["lora_alpha"]!);
         Assert.Equal(new[] { "q_proj", "v_proj" }, root["target_modules"]!.AsArray().Select(n => (string?)n));
 
-        var back = PeftConfigFile.Read(dir);
+        var back = PeftConfigFile.Read<LoraConfig>(dir);
         Assert.Equal(16, back.R);
         Assert.Equal(0.05, back.LoraDropout);
         Assert.True(back.UseRsLora);
@@ -110,7 +111,7 @@ public class PeftConfigFileTests
 
     [Theory]
     [InlineData("{\"r\": 8}", "peft_type")]
-    [InlineData("{\"peft_type\": \"IA3\"}", "\"IA3\"")]
+    [InlineData("{\"peft_type\": \"ADALORA\"}", "\"ADALORA\"")]
     [InlineData("{\"peft_type\": \"LORA\", \"use_qalora\": true}", "use_qalora")]
     [InlineData("{\"peft_type\": \"LORA\", \"bias\": \"some\"}", "\"bias\"")]
     [InlineData("{\"peft_type\": \"LORA\", \"r\": 0}", "\"r\" must be > 0")]
@@ -120,7 +121,7 @@ public class PeftConfigFileTests
     {
         var dir = Fixtures.TempDirectory();
         File.WriteAllText(Path.Combine(dir, PeftConfigFile.FileName), json);
-        var e = Assert.Throws<LoraException>(() => PeftConfigFile.Read(dir));
+        var e = Assert.Throws<LoraException>(() => PeftConfigFile.Read<LoraConfig>(dir));
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         Assert.Contains(PeftConfigFile.FileName, e.Message, StringComparison.Ordinal);
     }
@@ -131,7 +132,7 @@ public class PeftConfigFileTests
         var dir = Fixtures.TempDirectory();
         File.WriteAllText(Path.Combine(dir, PeftConfigFile.FileName), "{\"peft_type\": \"LORA\", \"future_option\": 3}");
         var warnings = new List<string>();
-        PeftConfigFile.Read(dir, warnings.Add);
+        PeftConfigFile.Read<LoraConfig>(dir, warnings.Add);
         Assert.Contains(warnings, w => w.Contains("future_option", StringComparison.Ordinal));
     }
 }

@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using Lora.SafeTensors;
@@ -26,7 +27,7 @@ public class PeftParityTests
     {
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft(@case, "base"));
-        PeftAdapter.Load(model, Fixtures.Peft(@case, "adapter"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft(@case, "adapter"));
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft(@case), "expected.safetensors"));
         using var noGrad = no_grad();
         LogitsAssert.Close(model.Forward(expected.Load("input_ids")), expected.Load(key), what: @case);
@@ -40,7 +41,7 @@ public class PeftParityTests
         var adapter = key == "lora_logits" ? "adapter_trained" : "adapter";
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft(@case, "base"));
-        PeftAdapter.Load(model, Fixtures.Peft(@case, adapter));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft(@case, adapter));
         model.MergeAndUnload();
         Assert.Empty(model.AdaptedLayers());
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft(@case), "expected.safetensors"));
@@ -56,7 +57,7 @@ public class PeftParityTests
     {
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft(@case, "base"));
-        PeftAdapter.Load(model, Fixtures.Peft(@case, "adapter_trained"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft(@case, "adapter_trained"));
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft(@case), "expected.safetensors"));
         using var noGrad = no_grad();
         LogitsAssert.Close(model.Forward(expected.Load("input_ids")), expected.Load("trained_logits"), what: @case);
@@ -68,7 +69,7 @@ public class PeftParityTests
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_dora_qv", "base"));
         var before = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
-        PeftAdapter.Load(model, Fixtures.Peft("llama_dora_qv", "adapter"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_dora_qv", "adapter"));
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_dora_qv"), "expected.safetensors"));
         using var noGrad = no_grad();
         var ids = expected.Load("input_ids");
@@ -93,7 +94,7 @@ public class PeftParityTests
     {
         using var scope = NewDisposeScope();
         using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
-        var config = PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter"));
+        var config = PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter"));
         var dir = Fixtures.TempDirectory();
         PeftAdapter.Save(model, dir, config);
 
@@ -111,13 +112,13 @@ public class PeftParityTests
             Assert.Equal("pt", ours.Metadata["format"]);
         }
 
-        var reread = PeftConfigFile.Read(dir);
+        var reread = PeftConfigFile.Read<LoraConfig>(dir);
         Assert.Equal(config.R, reread.R);
         Assert.Equal(config.LoraAlpha, reread.LoraAlpha);
         Assert.Equal(config.TargetModules!.Names!.Order(), reread.TargetModules!.Names!.Order());
 
         using var fresh = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
-        PeftAdapter.Load(fresh, dir);
+        PeftAdapter.Load<LoraConfig>(fresh, dir);
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_qv"), "expected.safetensors"));
         using var noGrad = no_grad();
         var ids = expected.Load("input_ids");
@@ -128,12 +129,17 @@ public class PeftParityTests
     public void Trainable_parameter_summary_has_peft_format()
     {
         using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
-        PeftAdapter.Load(model, Fixtures.Peft("llama_qv", "adapter"));
+        PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft("llama_qv", "adapter"));
         model.MarkOnlyAdaptersTrainable();
-        // 2 layers × (q: 8·64 + 64·8, v: 8·64 + 32·8) = 2 × (1024 + 768) = 3,584 trainable.
-        var (trainable, all) = model.ParameterCounts();
-        Assert.Equal(3584, trainable);
-        var percent = (100.0 * trainable / all).ToString("F4", System.Globalization.CultureInfo.InvariantCulture);
-        Assert.Equal($"trainable params: 3,584 || all params: {all.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} || trainable%: {percent}", model.TrainableParametersSummary());
+        // 2 layers × (q: 8·64 + 64·8, v: 8·64 + 32·8) = 2 × (1024 + 768) = 3,584 trainable; all = the base checkpoint's
+        // elements (counted from its file, not from the model) + the adapter's.
+        const long trainable = 3584;
+        long baseElements;
+        using (var file = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft("llama_qv", "base"), "model.safetensors")))
+            baseElements = file.Tensors.Values.Sum(t => t.Shape.Aggregate(1L, (a, d) => a * d));
+        var all = baseElements + trainable;
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        Assert.Equal($"trainable params: 3,584 || all params: {all.ToString("N0", inv)} || trainable%: {(100.0 * trainable / all).ToString("F4", inv)}", model.TrainableParametersSummary());
+        Assert.Equal((trainable, all), model.ParameterCounts());
     }
 }

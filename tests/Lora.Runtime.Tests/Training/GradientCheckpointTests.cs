@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 using Lora.Training;
 using TorchSharp;
@@ -28,7 +29,7 @@ public class GradientCheckpointTests
         {
             var targets = @case == "trainer" ? new[] { "q_proj", "v_proj", "down_proj" } : ["c_attn", "c_fc"];
             torch.manual_seed(5);
-            LoraInjector.Inject(model, new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = 0.2, TargetModules = TargetModules.FromNames(targets) }, init: LoraInit.Random);
+            PeftInjector.Inject(model, new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = 0.2, TargetModules = TargetModules.FromNames(targets), InitLoraWeights = "false" });
             model.MarkOnlyAdaptersTrainable();
         }
 

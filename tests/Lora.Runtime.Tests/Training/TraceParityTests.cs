@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Data;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
@@ -25,7 +26,7 @@ public class TraceParityTests(ITestOutputHelper output)
         var examples = TrainerFixtures.Examples(TrainerFixtures.TrainTrace("batch.safetensors"), labelsFromFile: true);
         var outDir = Fixtures.TempDirectory();
         using var model = CausalLM.FromPretrained(TrainerFixtures.TrainTrace("base"));
-        var config = PeftAdapter.Load(model, TrainerFixtures.TrainTrace("adapter_init"));
+        var config = PeftAdapter.Load<LoraConfig>(model, TrainerFixtures.TrainTrace("adapter_init"));
         var options = new TrainingOptions
         {
             LearningRate = 1e-3,
@@ -76,7 +77,7 @@ public class TraceParityTests(ITestOutputHelper output)
         var examples = TrainerFixtures.Examples(Path.Combine(Fixtures.Peft(@case), "expected.safetensors"), labelsFromFile: false);
         var outDir = Fixtures.TempDirectory();
         using var model = CausalLM.FromPretrained(Fixtures.Peft(@case, "base"));
-        var config = PeftAdapter.Load(model, Fixtures.Peft(@case, "adapter"));
+        var config = PeftAdapter.Load<LoraConfig>(model, Fixtures.Peft(@case, "adapter"));
         var options = new TrainingOptions
         {
             LearningRate = 1e-3,

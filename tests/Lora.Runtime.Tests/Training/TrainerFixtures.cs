@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Data;
 using Lora.SafeTensors;
 using TorchSharp;

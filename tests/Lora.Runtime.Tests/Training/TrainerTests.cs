@@ -1,4 +1,5 @@
-using Lora.Adapters;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using Lora.Data;
 using Lora.Models;
 using Lora.Training;
@@ -20,7 +21,7 @@ public class TrainerTests
         var model = CausalLM.FromPretrained(TrainerFixtures.TrainTrace("base"));
         var config = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = dropout, TargetModules = TargetModules.FromNames(["q_proj", "v_proj", "down_proj"]) };
         torch.manual_seed(3);
-        LoraInjector.Inject(model, config, init: LoraInit.Random);
+        PeftInjector.Inject(model, config with { InitLoraWeights = "false" });
         return (model, config);
     }
 
@@ -145,7 +146,7 @@ public class TrainerTests
     {
         using var model = CausalLM.FromPretrained(Fixtures.Peft("qwen2_all_linear", "base"));
         var config = new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = TargetModules.FromNames(["q_proj"]), LoraBiasTerm = true };
-        LoraInjector.Inject(model, config);
+        PeftInjector.Inject(model, config);
         model.MarkOnlyAdaptersTrainable();
         var (decay, noDecay) = WeightDecayGroups.Split(model);
         Assert.All(decay, p => Assert.Matches(@"lora_(A|B)\.weight$", p.Name));

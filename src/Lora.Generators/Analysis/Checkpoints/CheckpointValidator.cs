@@ -17,18 +17,19 @@ internal static class CheckpointValidator
 {
     private const int Listed = 5;
 
-    /// <summary><c>LoraInjector.OutputHeadPath</c>: tied to the embedding table when <c>tie_word_embeddings</c>.</summary>
+    /// <summary><c>PeftTargeting.OutputHeadPath</c>: tied to the embedding table when <c>tie_word_embeddings</c>.</summary>
     private const string OutputHead = "lm_head";
 
     public static IEnumerable<LoraDiagnostic> Validate(string model, ValidatedPlan plan, CheckpointInfo checkpoint)
     {
         var a = plan.Arguments;
+        var layersToTransform = plan.LayersToTransform;
         var resolution = plan.Resolution;
         if (resolution is null || resolution.Targets.IsEmpty)
             yield break;
 
         var layers = checkpoint.LayerCount;
-        if (layers is { } count && a.LayersToTransform is { } selected && selected.Where(i => i >= count).ToList() is { Count: > 0 } beyond)
+        if (layers is { } count && layersToTransform is { } selected && selected.Where(i => i >= count).ToList() is { Count: > 0 } beyond)
         {
             yield return new LoraDiagnostic(DiagnosticDescriptors.InvalidLayersToTransform, a.LocationOf("LayersToTransform"),
                 new object[] { model, $"contains {string.Join(", ", beyond)}, but checkpoint '{checkpoint.Name}' has {count} layers ({checkpoint.LayerCountKey} in config.json): indices go from 0 to {count - 1}" });
@@ -37,12 +38,12 @@ internal static class CheckpointValidator
         if (!checkpoint.HasTensors)
             yield break;
 
-        var regex = LoraTargetResolver.TryCreateRegex(a.Targets!, out _);
+        var regex = TargetResolver.TryCreateRegex(a.Targets!, out _);
         var missing = new List<string>();
         var badShapes = new List<string>();
         foreach (var target in resolution.Targets)
         {
-            foreach (var path in ExpectedPaths(target, checkpoint, a.LayersToTransform))
+            foreach (var path in ExpectedPaths(target, checkpoint, layersToTransform))
             {
                 if (target.RuntimeCheck && regex is not null && !IsMatch(regex, path))
                     continue;
@@ -59,7 +60,7 @@ internal static class CheckpointValidator
                     continue;   // named by an index only: existence is all we can check
                 if (shape.Length != 2)
                     badShapes.Add($"'{key}' has shape {CheckpointInfo.Shape(shape)}, not the 2-D weight of a {What(target)}");
-                else if (target.Node.Kind == ModuleKind.Embedding && checkpoint.VocabSize is { } vocab && shape[0] != vocab)
+                else if (IsEmbedding(target) && checkpoint.VocabSize is { } vocab && shape[0] != vocab)
                     badShapes.Add($"'{key}' has shape {CheckpointInfo.Shape(shape)}, but an embedding table of vocab_size {vocab.ToString(CultureInfo.InvariantCulture)} has {vocab.ToString(CultureInfo.InvariantCulture)} rows");
             }
         }
@@ -73,12 +74,10 @@ internal static class CheckpointValidator
                 new object[] { model, checkpoint.Name, List(badShapes) });
     }
 
-    private static string What(TargetMatch target) => target.Node.Kind switch
-    {
-        ModuleKind.Embedding => "embedding table",
-        ModuleKind.Conv1D => "Conv1D layer",
-        _ => "linear layer",
-    };
+    private static bool IsEmbedding(TargetMatch target) => target.Node.HostKind == "Lora.Peft.EmbeddingAdapter";
+
+    private static string What(TargetMatch target) =>
+        IsEmbedding(target) ? "embedding table" : target.Node.TypeName == "Conv1D" ? "Conv1D layer" : "linear layer";
 
     /// <summary>The concrete paths a target stands for in this checkpoint.</summary>
     private static IEnumerable<string> ExpectedPaths(TargetMatch target, CheckpointInfo checkpoint, IReadOnlyList<int>? layersToTransform)

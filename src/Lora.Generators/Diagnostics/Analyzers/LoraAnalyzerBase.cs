@@ -8,8 +8,8 @@ using Microsoft.CodeAnalysis.Diagnostics;
 namespace Lora.Generators.Diagnostics.Analyzers;
 
 /// <summary>
-/// Runs <see cref="LoraModelValidator"/> (the rules the generator also checks before it emits anything) on every
-/// class carrying <c>[Lora]</c>, and reports the diagnostics of this analyzer's rule family.
+/// Runs <see cref="ModelValidator"/> (the rules the generator also checks before it emits anything) on every
+/// class carrying a plan attribute (<c>[Lora]</c>, <c>[IA3]</c>), and reports the diagnostics of this analyzer's rule family.
 /// </summary>
 public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
 {
@@ -33,15 +33,15 @@ public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
     private void OnCompilationStart(CompilationStartAnalysisContext start)
     {
         var symbols = LoraSymbols.Create(start.Compilation);
-        if (symbols.LoraAttribute is null)
+        if (!symbols.HasRuntime)
             return;
         start.RegisterSymbolAction(
             context =>
             {
                 var type = (INamedTypeSymbol)context.Symbol;
-                if (LoraModelValidator.LoraAttributes(type, symbols).IsEmpty)
+                if (ModelValidator.PlanAttributes(type, symbols).IsEmpty)
                     return;
-                var validation = LoraModelValidator.Validate(type, symbols, context.CancellationToken);
+                var validation = ModelValidator.Validate(type, symbols, context.CancellationToken);
                 foreach (var diagnostic in validation.Diagnostics)
                 {
                     if (_ids.Contains(diagnostic.Descriptor.Id))

@@ -9,7 +9,7 @@ namespace Lora.Generators.Diagnostics.Analyzers;
 
 /// <summary>
 /// Build-time validation against a real checkpoint (<c>&lt;LoraCheckpoint Include="models/TinyLlama" /&gt;</c>, see
-/// docs/generator.md): for every valid <c>[Lora]</c> plan whose model the checkpoint describes, LORA0011 (target
+/// docs/generator.md): for every valid plan whose model the checkpoint describes, LORA0011 (target
 /// weights missing), LORA0012 (not a compatible 2-D weight), LORA0010 (LayersToTransform beyond the checkpoint's
 /// layers) and the warning LORA0013 (the checkpoint's metadata could not be read). Reads only the AdditionalFiles
 /// Lora.targets passes: config.json, the safetensors index, and headers extracted to obj/.
@@ -33,7 +33,7 @@ public sealed class LoraCheckpointAnalyzer : DiagnosticAnalyzer
     private static void OnCompilationStart(CompilationStartAnalysisContext start)
     {
         var symbols = LoraSymbols.Create(start.Compilation);
-        if (symbols.LoraAttribute is null)
+        if (!symbols.HasRuntime)
             return;
         var checkpoints = CheckpointInfo.Read(start.Options, start.CancellationToken);
         if (checkpoints.IsEmpty)
@@ -43,14 +43,14 @@ public sealed class LoraCheckpointAnalyzer : DiagnosticAnalyzer
             context =>
             {
                 var type = (INamedTypeSymbol)context.Symbol;
-                if (LoraModelValidator.LoraAttributes(type, symbols).IsEmpty)
+                if (ModelValidator.PlanAttributes(type, symbols).IsEmpty)
                     return;
                 var described = checkpoints.Where(c => c.Describes(type)).ToList();
                 if (described.Count == 0)
                     return;
 
                 // Invalid plans are the other analyzers' business; checking them against weights would only add noise.
-                var validation = LoraModelValidator.Validate(type, symbols, context.CancellationToken);
+                var validation = ModelValidator.Validate(type, symbols, context.CancellationToken);
                 if (!validation.IsValid)
                     return;
                 foreach (var checkpoint in described)
@@ -59,13 +59,14 @@ public sealed class LoraCheckpointAnalyzer : DiagnosticAnalyzer
                     {
                         var why = checkpoint.Problems.Count > 0 ? string.Join("; ", checkpoint.Problems)
                             : !checkpoint.HasConfig ? "no config.json" : "no safetensors index or header (only LayersToTransform is checked)";
+                        var first = validation.Plans.FirstOrDefault()?.Arguments;
                         context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.CheckpointUnreadable,
-                            validation.Plans.FirstOrDefault()?.Arguments.AttributeLocation ?? type.Locations.FirstOrDefault(), type.Name, checkpoint.Name, why));
+                            first?.AttributeLocation ?? type.Locations.FirstOrDefault(), $"{first?.Display ?? "[Lora]"} on '{type.Name}'", checkpoint.Name, why));
                     }
 
                     foreach (var plan in validation.Plans)
                     {
-                        foreach (var diagnostic in CheckpointValidator.Validate(type.Name, plan, checkpoint))
+                        foreach (var diagnostic in CheckpointValidator.Validate($"{plan.Arguments.Display} on '{type.Name}'", plan, checkpoint))
                             context.ReportDiagnostic(diagnostic.ToDiagnostic());
                     }
                 }

@@ -43,11 +43,32 @@ public sealed class Ia3Method : LayerTunerMethod<Ia3Config>
         fields["init_ia3_weights"] = ia3.InitIa3Weights;
     }
 
-    public override IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName)
+    /// <summary>Unset targets and feed-forward modules from the model's family; the list-form subset rule of
+    /// <c>IA3Config.__post_init__</c>.</summary>
+    public override PeftConfig Prepare(nn.Module model, PeftConfig config)
     {
         var ia3 = WithFamilyDefaults(model, Typed(config));
         if (ia3.FeedForwardNotInTargets() is { Count: > 0 } extra)
             throw new LoraException($"feedforward_modules {string.Join(", ", extra)} are not among target_modules ({ia3.TargetModules}); PEFT requires feedforward_modules to be a subset of target_modules.");
+        return ia3;
+    }
+
+    /// <summary>Also refuses, for this product's leaf-or-path form (whose selection is known only against the model),
+    /// feed-forward modules that are not targets: the rule PEFT applies to lists.</summary>
+    public override IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName)
+    {
+        var ia3 = (Ia3Config)Prepare(model, config);
+        if (ia3.FeedforwardModules is { LeafOrPathPattern: { } pattern })
+        {
+            var targets = ResolveTargets(model, ia3).Select(t => t.Path).ToHashSet(StringComparer.Ordinal);
+            var outside = PeftTargeting.BaseModules(model)
+                .Where(m => m.Module is IAdapterHost<LinearAdapter> && ia3.IsFeedForward(m.Path) && !targets.Contains(m.Path))
+                .Select(m => m.Path)
+                .ToList();
+            if (outside.Count > 0)
+                throw new LoraException($"feedforward_modules '{pattern}' selects {string.Join(", ", outside.Take(3))}{(outside.Count > 3 ? $" and {outside.Count - 3} more" : string.Empty)}, not among the targets ({ia3.TargetModules}); every feed-forward module must be a target.");
+        }
+
         return base.Inject(model, ia3, adapterName);
     }
 

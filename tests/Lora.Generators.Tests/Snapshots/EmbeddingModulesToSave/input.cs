@@ -1,5 +1,5 @@
 using Lora;
-using Lora.Adapters;
+using Lora.Tuners.LoRA;
 using Lora.Models;
 
 namespace Demo;

@@ -21,33 +21,32 @@ internal sealed class TargetResolution
     /// <summary>Adaptable modules selected, ordinal by path template.</summary>
     public ImmutableArray<TargetMatch> Targets { get; init; } = ImmutableArray<TargetMatch>.Empty;
 
-    /// <summary>Modules selected that cannot host LoRA (norms, dropout, containers).</summary>
+    /// <summary>Modules selected that cannot host the method (norms, dropout, containers, hosts of another adapter kind).</summary>
     public ImmutableArray<ModuleNode> NotAdaptable { get; init; } = ImmutableArray<ModuleNode>.Empty;
 
     /// <summary>Adaptable modules the regex selects but <c>LayersToTransform</c> leaves out because they are in no
     /// numbered layer.</summary>
     public ImmutableArray<ModuleNode> OutsideLayers { get; init; } = ImmutableArray<ModuleNode>.Empty;
 
-    /// <summary>Leaf names of every adaptable layer of the model, in tree order (for messages).</summary>
+    /// <summary>Leaf names of every layer hosting the method's first adapter kind (the linear layers), in tree order
+    /// (for messages).</summary>
     public ImmutableArray<string> AvailableLeaves { get; init; } = ImmutableArray<string>.Empty;
-
-    /// <summary>Non-empty when the targets are exactly "every adaptable layer with these leaf names" (PEFT's list form).</summary>
-    public ImmutableArray<string> LeafNames { get; init; } = ImmutableArray<string>.Empty;
 }
 
 /// <summary>
-/// Resolves a <c>[Lora]</c> plan against a module tree: a pure function of strings (no symbols), shared by the
-/// generator's parser and the analyzers so that they always agree.
+/// Resolves a plan (<c>[Lora]</c>, <c>[IA3]</c>, ...) against a module tree: a pure function of strings (no symbols),
+/// shared by the generator's parser and the analyzers so that they always agree.
 /// <para>
 /// Semantics: <c>Targets</c> is a .NET regex that must fully match (<c>^(?:…)$</c>) a module's leaf name or its full
 /// dotted path. List indices are symbolic at compile time; the regex is tried with every index in 0..63 plus every
 /// number written in the pattern (for nested lists 0..7 plus those numbers). A module matched for all of them is a
-/// static target; for some of them, a run-time-checked target; for none, not a target. Modules named by
+/// static target; for some of them, a run-time-checked target; for none, not a target. A selected module must host an
+/// adapter kind the method provides (<c>[Adapts]</c> on its attribute), else it is not adaptable. Modules named by
 /// <c>ModulesToSave</c> are never targets (PEFT). With <c>LayersToTransform</c>, only modules inside a numbered layer
 /// (the first list index after the second path segment, as PEFT reads it) are kept.
 /// </para>
 /// </summary>
-internal static class LoraTargetResolver
+internal static class TargetResolver
 {
     public const int SampledIndices = 64;
     private const int SampledNestedIndices = 8;
@@ -85,9 +84,14 @@ internal static class LoraTargetResolver
         return entry.Regex;
     }
 
-    public static TargetResolution Resolve(ImmutableArray<ModuleNode> nodes, string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform)
+    /// <param name="nodes">The module tree.</param>
+    /// <param name="pattern">The Targets regex.</param>
+    /// <param name="modulesToSave">Never targets.</param>
+    /// <param name="layersToTransform">Only these layer indices (null: all).</param>
+    /// <param name="kinds">The adapter kinds the method provides; the first is the one messages list.</param>
+    public static TargetResolution Resolve(ImmutableArray<ModuleNode> nodes, string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform, ImmutableArray<string> kinds)
     {
-        var available = nodes.Where(n => n.IsAdaptable).Select(n => n.Leaf ?? "{i}").Distinct(StringComparer.Ordinal).ToImmutableArray();
+        var available = AvailableLeaves(nodes, kinds);
         var regex = TryCreateRegex(pattern, out var error);
         if (regex is null)
             return new TargetResolution { RegexError = error, AvailableLeaves = available };
@@ -108,12 +112,12 @@ internal static class LoraTargetResolver
                 var layerOrdinal = LayerOrdinal(node);
                 if (layersToTransform is not null && layerOrdinal < 0)
                 {
-                    if (node.IsHost)
+                    if (node.Hosts(kinds))
                         outsideLayers.Add(node);
                     continue;
                 }
 
-                if (node.IsHost)
+                if (node.Hosts(kinds))
                     targets.Add(new TargetMatch(node, match == MatchKind.Sometimes, layerOrdinal));
                 else
                     notAdaptable.Add(node);
@@ -131,9 +135,14 @@ internal static class LoraTargetResolver
             NotAdaptable = notAdaptable.ToImmutableArray(),
             OutsideLayers = outsideLayers.ToImmutableArray(),
             AvailableLeaves = available,
-            LeafNames = LeafNamesOf(nodes, targets, modulesToSave, layersToTransform),
         };
     }
+
+    /// <summary>Leaf names of the hosts of <paramref name="kinds"/>' first kind, in tree order.</summary>
+    public static ImmutableArray<string> AvailableLeaves(ImmutableArray<ModuleNode> nodes, ImmutableArray<string> kinds) =>
+        kinds.IsEmpty
+            ? ImmutableArray<string>.Empty
+            : nodes.Where(n => n.IsHost && n.HostKind == kinds[0]).Select(n => n.Leaf ?? "{i}").Distinct(StringComparer.Ordinal).ToImmutableArray();
 
     /// <summary>PEFT's layer index of a module: the first list index at path segment 2 or later that is not the
     /// last segment (<c>LayerSelection.LayerIndex</c>: <c>^.*?\.[^.]*\.(\d+)\.</c>). Returns its placeholder
@@ -292,25 +301,5 @@ internal static class LoraTargetResolver
         foreach (Match m in Regex.Matches(pattern, @"\d{1,6}"))
             set.Add(int.Parse(m.Value, CultureInfo.InvariantCulture));
         return set.ToList();
-    }
-
-    private static ImmutableArray<string> LeafNamesOf(ImmutableArray<ModuleNode> nodes, List<TargetMatch> targets, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform)
-    {
-        if (targets.Count == 0 || targets.Any(t => t.RuntimeCheck || t.Node.Leaf is null))
-            return ImmutableArray<string>.Empty;
-        var leaves = new HashSet<string>(targets.Select(t => t.Node.Leaf!), StringComparer.Ordinal);
-        var selected = new HashSet<ModuleNode>(targets.Select(t => t.Node));
-        foreach (var node in nodes)
-        {
-            if (!node.IsHost || node.Leaf is null || !leaves.Contains(node.Leaf) || IsModuleToSave(node, modulesToSave))
-                continue;
-            if (layersToTransform is not null && LayerOrdinal(node) < 0)
-                continue;
-            if (!selected.Contains(node))
-                return ImmutableArray<string>.Empty;
-        }
-
-        // First-seen order in the tree (q_proj, v_proj), as a user would write the list.
-        return nodes.Where(n => selected.Contains(n)).Select(n => n.Leaf!).Distinct(StringComparer.Ordinal).ToImmutableArray();
     }
 }

@@ -1,0 +1,189 @@
+using System;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using System.Threading;
+using Lora.Generators.Diagnostics;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace Lora.Generators.Analysis;
+
+/// <summary>A diagnostic to report: descriptor, location and message arguments.</summary>
+internal sealed record LoraDiagnostic(DiagnosticDescriptor Descriptor, Location? Location, object[] Arguments)
+{
+    public Diagnostic ToDiagnostic() => Diagnostic.Create(Descriptor, Location, Arguments);
+}
+
+/// <summary>One plan attribute with the adapter kinds its method provides and its target resolution (null when the
+/// model itself is invalid).</summary>
+internal sealed record ValidatedPlan(PlanArguments Arguments, ImmutableArray<string> Kinds, TargetResolution? Resolution)
+{
+    /// <summary>The method's <c>LayersToTransform</c>, if it has one.</summary>
+    public IReadOnlyList<int>? LayersToTransform => Arguments.Plan.Kind.LayersToTransform(Arguments);
+}
+
+/// <summary>The result of validating a class carrying plan attributes.</summary>
+internal sealed class ModelValidation
+{
+    public ImmutableArray<LoraDiagnostic> Diagnostics { get; init; } = ImmutableArray<LoraDiagnostic>.Empty;
+
+    public ImmutableArray<ValidatedPlan> Plans { get; init; } = ImmutableArray<ValidatedPlan>.Empty;
+
+    public bool IsValid => Diagnostics.IsEmpty;
+
+    /// <summary>The class is partial (with its enclosing types): the generator can add members to it.</summary>
+    public bool IsPartial => !Diagnostics.Any(d => d.Descriptor == DiagnosticDescriptors.ModelMustBePartial);
+
+    /// <summary>The class derives from a model.</summary>
+    public bool IsModel { get; init; }
+}
+
+/// <summary>
+/// Every rule in one place, used by the analyzers (which report the diagnostics) and by the generator's parser (which
+/// emits only throwing member signatures when there is any): the two can never disagree about what is valid. The
+/// shared rules (partial, a model, adapter names, targets) are here; each method's own are its
+/// <see cref="Methods.PlanKind"/>.
+/// </summary>
+internal static class ModelValidator
+{
+    /// <summary>The plan attributes of <paramref name="type"/> (any method), in declaration order.</summary>
+    public static ImmutableArray<(AttributeData Data, PlanAttributeSymbol Plan)> PlanAttributes(INamedTypeSymbol type, LoraSymbols symbols)
+    {
+        if (!symbols.HasRuntime)
+            return ImmutableArray<(AttributeData, PlanAttributeSymbol)>.Empty;
+        var builder = ImmutableArray.CreateBuilder<(AttributeData, PlanAttributeSymbol)>();
+        foreach (var attribute in type.GetAttributes())
+        {
+            if (symbols.PlanAttributeOf(attribute) is { } plan)
+                builder.Add((attribute, plan));
+        }
+
+        return builder.ToImmutable();
+    }
+
+    public static ModelValidation Validate(INamedTypeSymbol type, LoraSymbols symbols, CancellationToken cancellationToken)
+    {
+        var attributes = PlanAttributes(type, symbols);
+        var diagnostics = new List<LoraDiagnostic>();
+        var arguments = attributes.Select(a => PlanArguments.Read(a.Data, a.Plan)).ToList();
+        var name = type.Name;
+        string Display(PlanArguments a) => $"{a.Display} on '{name}'";
+        var first = arguments.Count > 0 ? Display(arguments[0]) : $"'{name}'";
+        var firstLocation = arguments.Select(a => a.AttributeLocation).FirstOrDefault(l => l is not null) ?? type.Locations.FirstOrDefault();
+
+        // LORA0007: partial.
+        var declarations = type.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<TypeDeclarationSyntax>().ToList();
+        if (declarations.Count > 0 && !declarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+            diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.ModelMustBePartial, declarations[0].Identifier.GetLocation(), new object[] { first }));
+        for (var outer = type.ContainingType; outer is not null; outer = outer.ContainingType)
+        {
+            var outerDeclarations = outer.DeclaringSyntaxReferences.Select(r => r.GetSyntax(cancellationToken)).OfType<TypeDeclarationSyntax>().ToList();
+            if (outerDeclarations.Count > 0 && !outerDeclarations.Any(d => d.Modifiers.Any(SyntaxKind.PartialKeyword)))
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.ModelMustBePartial, outerDeclarations[0].Identifier.GetLocation(), new object[] { $"{first} (its enclosing type '{outer.Name}')" }));
+        }
+
+        // LORA0008: a model.
+        var isModel = type.TypeKind == TypeKind.Class && LoraSymbols.DerivesFrom(type.BaseType, symbols.CausalLM);
+        if (!isModel)
+        {
+            var baseSyntax = declarations.Select(d => d.BaseList?.Types.FirstOrDefault()).FirstOrDefault(t => t is not null);
+            var baseName = type.BaseType?.ToDisplayString() ?? "object";
+            diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.BaseTypeNotAModel, baseSyntax?.GetLocation() ?? firstLocation, new object[] { first, baseName }));
+        }
+
+        // LORA0009: adapter names unique and valid, across every method's attributes.
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var a in arguments)
+        {
+            if (string.IsNullOrWhiteSpace(a.AdapterName) || a.AdapterName.IndexOfAny(new[] { '/', '\\', '.' }) >= 0)
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.ConflictingAttributes, a.LocationOf("AdapterName"),
+                    new object[] { Display(a), $"AdapterName '{a.AdapterName}' is not a valid adapter name (non-empty, no '/', '\\' or '.')" }));
+            else if (!seen.Add(a.AdapterName))
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.ConflictingAttributes, a.LocationOf("AdapterName") ?? a.AttributeLocation,
+                    new object[] { Display(a), $"another plan attribute already declares the adapter '{a.AdapterName}'; give each its own AdapterName" }));
+        }
+
+        var moduleTree = isModel ? ModuleTreeBuilder.Build(type, symbols, cancellationToken) : null;
+        var plans = new List<ValidatedPlan>();
+        foreach (var a in arguments)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var display = Display(a);
+            var kind = a.Plan.Kind;
+            var kinds = symbols.AdaptedKindsOf(a.Plan.Symbol);
+            kind.CheckArguments(a, display, diagnostics);
+            var layers = kind.LayersToTransform(a);
+            if (layers is not null)
+            {
+                var negative = layers.Where(i => i < 0).ToList();
+                if (layers.Count == 0)
+                    diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidLayersToTransform, a.LocationOf("LayersToTransform"), new object[] { display, "is empty: it would select no layer (leave it unset to adapt every layer)" }));
+                else if (negative.Count > 0)
+                    diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidLayersToTransform, a.LocationOf("LayersToTransform"), new object[] { display, $"contains {string.Join(", ", negative)}: layer indices start at 0" }));
+            }
+
+            if (moduleTree is null)
+            {
+                plans.Add(new ValidatedPlan(a, kinds, null));
+                continue;
+            }
+
+            var targetsLocation = a.LocationOf("Targets");
+            if (string.IsNullOrEmpty(a.Targets))
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetsMatchNothing, targetsLocation,
+                    new object[] { display, string.Empty, BaseName(type), List(TargetResolver.AvailableLeaves(moduleTree.Nodes, kinds)) + " (Targets is not set)" }));
+                plans.Add(new ValidatedPlan(a, kinds, null));
+                continue;
+            }
+
+            var resolution = moduleTree.Resolve(a.Targets!, a.ModulesToSave, layers, kinds);
+            plans.Add(new ValidatedPlan(a, kinds, resolution));
+            if (resolution.RegexError is { } error)
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidTargetsRegex, targetsLocation, new object[] { display, "Targets", a.Targets!, error }));
+            }
+            else if (resolution.NotAdaptable.Length > 0)
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetNotAdaptable, targetsLocation,
+                    new object[] { display, a.Targets!, Culprits(resolution.NotAdaptable), $"{kind.MethodName} ({kind.MethodName} adapts {Hosts(moduleTree.Nodes, kinds)})", List(resolution.AvailableLeaves) }));
+            }
+            else if (resolution.Targets.IsEmpty && resolution.OutsideLayers.Length > 0)
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidLayersToTransform, a.LocationOf("LayersToTransform"),
+                    new object[] { display, $"leaves out every target: {string.Join(", ", resolution.OutsideLayers.Take(3).Select(n => "'" + n.DisplayPath + "'"))} is in no numbered layer (ModuleList)" }));
+            }
+            else if (resolution.Targets.IsEmpty)
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetsMatchNothing, targetsLocation,
+                    new object[] { display, a.Targets!, BaseName(type), List(resolution.AvailableLeaves) }));
+            }
+            else
+            {
+                kind.CheckResolution(a, display, moduleTree, resolution, kinds, diagnostics);
+            }
+        }
+
+        return new ModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Plans = plans.ToImmutableArray(), IsModel = isModel };
+    }
+
+    /// <summary>Up to three modules for a message: <c>'path' (Type)</c>.</summary>
+    public static string Culprits(IReadOnlyList<ModuleNode> nodes) =>
+        string.Join(", ", nodes.Take(3).Select(n => $"'{n.DisplayPath}' ({n.TypeName})"))
+        + (nodes.Count > 3 ? $" and {nodes.Count - 3} more" : string.Empty);
+
+    /// <summary>A list for a message, or <c>(none)</c>.</summary>
+    public static string List(IEnumerable<string> leaves)
+    {
+        var list = leaves.ToList();
+        return list.Count == 0 ? "(none)" : string.Join(", ", list);
+    }
+
+    /// <summary>The layer types of the tree that host one of <paramref name="kinds"/> (<c>LinearLayer, EmbeddingLayer</c>).</summary>
+    private static string Hosts(ImmutableArray<ModuleNode> nodes, ImmutableArray<string> kinds) =>
+        List(nodes.Where(n => n.Hosts(kinds)).Select(n => n.TypeName).Distinct(StringComparer.Ordinal));
+
+    private static string BaseName(INamedTypeSymbol type) => type.BaseType?.Name ?? type.Name;
+}
