@@ -14,13 +14,23 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
     public void Dispose() => _files.Dispose();
 
     [Fact]
-    public void The_system_libstdcxx_of_these_machines_lacks_the_version()
+    public void The_probe_finds_that_a_libstdcxx_stopping_at_3_4_30_lacks_the_version()
     {
-        // Debian 12 / Ubuntu 22.04 stop at GLIBCXX_3.4.30: the reason the fix exists. If this fails, the machine
-        // changed, and the patch is no longer needed here (the task then leaves files alone, tested below).
-        Assert.Equal(TestFiles.SystemLibStdCxx, LibStdCxxProbe.Locate(ldLibraryPath: null));
-        Assert.True(LibStdCxxProbe.Defines(TestFiles.SystemLibStdCxx, "GLIBCXX_3.4.30"));
-        Assert.False(LibStdCxxProbe.Defines(TestFiles.SystemLibStdCxx, TestFiles.Version));
+        // Debian 12 / Ubuntu 22.04 stop at GLIBCXX_3.4.30: the reason the fix exists.
+        var libStdCxx = _files.LibStdCxxStoppingAt330();
+
+        Assert.True(LibStdCxxProbe.Defines(libStdCxx, TestFiles.NewestOnDebian12));
+        Assert.False(LibStdCxxProbe.Defines(libStdCxx, "GLIBCXX_3.4.31"));
+        Assert.False(LibStdCxxProbe.Defines(libStdCxx, TestFiles.Version));
+    }
+
+    [Fact]
+    public void The_probe_finds_the_version_in_a_libstdcxx_that_defines_3_4_32()
+    {
+        var libStdCxx = _files.LibStdCxxDefining332();
+
+        Assert.True(LibStdCxxProbe.Defines(libStdCxx, TestFiles.Version));
+        Assert.False(LibStdCxxProbe.Defines(libStdCxx, "GLIBCXX_9.9.99"));
     }
 
     [Fact]
@@ -39,7 +49,7 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
     public void Patches_when_libstdcxx_lacks_the_version_and_says_so_in_one_line()
     {
         var output = _files.CopyOfLibTorchSharp();
-        var task = NewTask(TestFiles.SystemLibStdCxx, output, Path.Combine(_files.Directory, "missing", "libLibTorchSharp.so"));
+        var task = NewTask(_files.LibStdCxxStoppingAt330(), output, Path.Combine(_files.Directory, "missing", "libLibTorchSharp.so"));
 
         Assert.True(task.Execute(), _engine.Transcript());
 
@@ -53,13 +63,14 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
     [Fact]
     public void A_second_run_is_silent_and_writes_nothing()
     {
+        var libStdCxx = _files.LibStdCxxStoppingAt330();
         var output = _files.CopyOfLibTorchSharp();
-        Assert.True(NewTask(TestFiles.SystemLibStdCxx, output).Execute(), _engine.Transcript());
+        Assert.True(NewTask(libStdCxx, output).Execute(), _engine.Transcript());
         var bytes = File.ReadAllBytes(output);
         var stamp = File.GetLastWriteTimeUtc(output);
         _engine.Messages.Clear();
 
-        Assert.True(NewTask(TestFiles.SystemLibStdCxx, output).Execute(), _engine.Transcript());
+        Assert.True(NewTask(libStdCxx, output).Execute(), _engine.Transcript());
 
         Assert.DoesNotContain(_engine.Messages, m => m.Importance == MessageImportance.High);
         Assert.Equal(bytes, File.ReadAllBytes(output));
@@ -92,7 +103,7 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
     public void A_broken_library_is_build_error_LORABUILD001_naming_the_file(string kind)
     {
         var broken = MalformedElfTests.Broken(_files, kind);
-        var task = NewTask(TestFiles.SystemLibStdCxx, broken);
+        var task = NewTask(_files.LibStdCxxStoppingAt330(), broken);
 
         Assert.False(task.Execute());
 
@@ -125,7 +136,7 @@ public sealed class LoraPatchLibTorchSharpTaskTests : IDisposable
         // used for this: the tests may run as root).
         Directory.CreateDirectory(output + ".lora-tmp");
 
-        Assert.False(NewTask(TestFiles.SystemLibStdCxx, output).Execute());
+        Assert.False(NewTask(_files.LibStdCxxStoppingAt330(), output).Execute());
 
         var error = Assert.Single(_engine.Errors);
         Assert.Equal("LORABUILD004", error.Code);
