@@ -88,10 +88,11 @@ public sealed partial class LoraModelGenerator
             var targets = valid && plan.Resolution is { } resolution
                 ? TargetSpecsCache.GetValue(resolution, static r => new TargetSpecs(r)).Targets
                 : EquatableArray<TargetSpec>.Empty;
+            var names = AttributeNames.GetValue(attributeType, static t => new AttributeTypeNames(t.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat), ConfigTypeOf(t)));
             return new PlanSpec(
-                attributeType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat),
+                names.Type,
                 a.Plan.Kind.DisplayName,
-                ConfigTypeOf(attributeType),
+                names.ConfigType,
                 a.AdapterName,
                 a.Targets ?? string.Empty,
                 valid ? a.Named.Select(n => new ArgumentSpec(n.Key, Literal(attributeType, n.Key, n.Value))).ToEquatableArray() : EquatableArray<ArgumentSpec>.Empty,
@@ -99,6 +100,11 @@ public sealed partial class LoraModelGenerator
                 layers is not null,
                 (layers ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray());
         }
+
+        /// <summary>An attribute type's C# name and its config type, formatted once per type.</summary>
+        private sealed record AttributeTypeNames(string Type, string ConfigType);
+
+        private static readonly ConditionalWeakTable<INamedTypeSymbol, AttributeTypeNames> AttributeNames = new();
 
         /// <summary>The return type of the attribute's <c>ToConfig()</c> (its method's config type).</summary>
         private static string ConfigTypeOf(INamedTypeSymbol attributeType)

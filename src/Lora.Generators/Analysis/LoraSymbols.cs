@@ -112,8 +112,17 @@ internal sealed class LoraSymbols
         return null;
     }
 
+    /// <summary>Facts of plan attribute types, read once per type (a metadata symbol: shared by compilations over the
+    /// same references).</summary>
+    private static readonly ConditionalWeakTable<INamedTypeSymbol, StrongBox<ImmutableArray<string>>> AdaptedKinds = new();
+
     /// <summary>The adapter kinds a plan attribute's method provides (<c>[Adapts(typeof(...), ...)]</c>), first one first.</summary>
     public ImmutableArray<string> AdaptedKindsOf(INamedTypeSymbol attributeType)
+    {
+        return AdaptedKinds.GetValue(attributeType, t => new StrongBox<ImmutableArray<string>>(ReadAdaptedKinds(t))).Value;
+    }
+
+    private ImmutableArray<string> ReadAdaptedKinds(INamedTypeSymbol attributeType)
     {
         foreach (var attribute in attributeType.GetAttributes())
         {
