@@ -78,7 +78,7 @@ public abstract class LayerTunerMethod<TConfig> : PeftMethod, ILayerTuner
     /// <param name="config">The config the list goes into.</param>
     /// <param name="paths">The selected module paths.</param>
     /// <param name="withList">Puts a candidate list into the config (targets, or IA3's feed-forward modules).</param>
-    protected TargetModules AsPeftList(nn.Module model, TConfig config, IReadOnlyList<string> paths, Func<TConfig, TargetModules, TConfig> withList)
+    private TargetModules AsPeftList(nn.Module model, TConfig config, IReadOnlyList<string> paths, Func<TConfig, TargetModules, TConfig> withList)
     {
         var wanted = paths.ToHashSet(StringComparer.Ordinal);
         var leaves = TargetModules.FromNames(paths.Select(p => p[(p.LastIndexOf('.') + 1)..]).Distinct(StringComparer.Ordinal));

@@ -45,7 +45,18 @@ public abstract class LinearAdapter : nn.Module
     {
     }
 
-    /// <summary>The error a safe merge raises.</summary>
-    protected static LoraException NotFinite() =>
-        new("merging would put NaN or Inf into the weights; the adapter is broken, nothing was merged.");
+    /// <summary>Writes a merge's result: with <paramref name="safe"/>, first refuses (writing nothing) a weight or bias
+    /// that is not finite, as PEFT's <c>safe_merge</c> does.</summary>
+    /// <param name="layer">The base to write to.</param>
+    /// <param name="weight">The new <c>(out, in)</c> weight.</param>
+    /// <param name="bias">The new bias, or null to leave it.</param>
+    /// <param name="safe">Check for NaN/Inf first.</param>
+    protected internal static void WriteMerged(LinearBase layer, Tensor weight, Tensor? bias, bool safe)
+    {
+        if (safe && (!weight.isfinite().all().item<bool>() || (bias is not null && !bias.isfinite().all().item<bool>())))
+            throw new LoraException("merging would put NaN or Inf into the weights; the adapter is broken, nothing was merged.");
+        layer.WriteWeight(weight);
+        if (bias is not null)
+            layer.Bias!.copy_(bias);
+    }
 }

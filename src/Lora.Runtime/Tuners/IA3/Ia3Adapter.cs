@@ -65,13 +65,8 @@ public sealed class Ia3Adapter : LinearAdapter
     public override void Merge(LinearBase layer, bool safe)
     {
         // Multiplied in the promoted dtype and stored back in the layer's (PEFT: torch.mul(W, l).to(orig_dtype)).
-        var merged = layer.Weight() * Vector;
         var newBias = !IsFeedForward && layer.Bias is { } bias ? bias * Vector.reshape(bias.shape) : null;
-        if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
-            throw NotFinite();
-        layer.WriteWeight(merged);
-        if (newBias is not null)
-            layer.Bias!.copy_(newBias);
+        WriteMerged(layer, layer.Weight() * Vector, newBias, safe);
     }
 
     public override void Unmerge(LinearBase layer)

@@ -1,4 +1,5 @@
 using Lora.Modules.Bases;
+using Lora.Peft;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -60,12 +61,7 @@ public sealed class DoraVariant : IDisposable
         var weight = layer.Weight();
         var norm = WeightNorm(weight, delta).detach();
         var merged = (adapter.Magnitude!.to(layer.DType) / norm).view(-1, 1) * (weight + delta);
-        var newBias = adapter.MergedBias(layer, +1);
-        if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
-            throw new LoraException("merging would put NaN or Inf into the weights; the adapter is broken, nothing was merged.");
-        layer.WriteWeight(merged);
-        if (newBias is not null)
-            layer.Bias!.copy_(newBias);
+        LinearAdapter.WriteMerged(layer, merged, adapter.MergedBias(layer, +1), safe);
         _mergedNorm?.Dispose();
         _mergedNorm = norm.clone().DetachFromDisposeScope();
     }

@@ -134,13 +134,7 @@ public sealed class LoraAdapter : LinearAdapter
             return;
         }
 
-        var merged = layer.Weight() + DeltaWeight().to(layer.DType);
-        var newBias = MergedBias(layer, +1);
-        if (safe && (!merged.isfinite().all().item<bool>() || (newBias is not null && !newBias.isfinite().all().item<bool>())))
-            throw NotFinite();
-        layer.WriteWeight(merged);
-        if (newBias is not null)
-            layer.Bias!.copy_(newBias);
+        WriteMerged(layer, layer.Weight() + DeltaWeight().to(layer.DType), MergedBias(layer, +1), safe);
     }
 
     public override void Unmerge(LinearBase layer)
