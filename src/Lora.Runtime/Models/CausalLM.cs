@@ -1,5 +1,7 @@
 using Lora.Backend;
 using Lora.Modules;
+using Lora.Modules.Bases;
+using Lora.Quantization;
 using Lora.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -58,6 +60,28 @@ public abstract class CausalLM : nn.Module
     /// whose model_type no family reads): where its decoder layers and final norm are, PEFT's default targets.</summary>
     public virtual ModelFamily? Family => ModelFamilies.Find(Config.ModelType);
 
+    /// <summary>How the linear layers are quantized (bitsandbytes 4-bit or LLM.int8()), or null for a dense model.
+    /// Set by a quantized load (<see cref="FromPretrained(string, ScalarType, torch.Device?, QuantizationConfig?)"/>)
+    /// and by <see cref="ModelQuantizer"/>; saved checkpoints carry it as <c>quantization_config</c>.</summary>
+    public QuantizationConfig? Quantization { get; internal set; }
+
+    /// <summary>The input embedding table, whose weight a tied output head (<c>tie_word_embeddings</c>) shares; null
+    /// when the architecture does not say.</summary>
+    public virtual EmbeddingLayer? InputEmbedding => null;
+
+    /// <summary>TorchSharp's <c>to()</c> converts each module's tensors separately, which would leave a tied output
+    /// head with a copy of the embedding matrix: share the converted one again.</summary>
+    protected override void _toEpilog(ScalarType? dtype, torch.Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        if (Config.TieWordEmbeddings && OutputHead is LinearLayer head && InputEmbedding is { } embedding
+            && head.Base is DenseLinear dense && !ReferenceEquals(dense.WeightParameter, embedding.Weight))
+        {
+            head.ReplaceBase(new DenseLinear(embedding.Weight, dense.Bias));
+            dense.WeightParameter.Dispose();
+        }
+    }
+
     /// <summary>The output projection (<c>lm_head</c>), which PEFT's <c>all-linear</c> leaves out; null when the
     /// architecture does not say (then the module named <c>lm_head</c> is left out).</summary>
     public virtual nn.Module? OutputHead => null;
@@ -67,11 +91,18 @@ public abstract class CausalLM : nn.Module
     /// <c>model_type</c> picks the family (<see cref="ModelFamilies"/>), which builds the model in
     /// <paramref name="dtype"/> on <paramref name="device"/> (CPU when null); every weight is loaded strictly (see
     /// <see cref="LoadWeights(string)"/>). The model is in eval mode.
+    /// <para>
+    /// With <paramref name="quantization"/> (e.g. <see cref="QuantizationConfig.QLoRA"/>), every linear layer but the
+    /// output head (and <see cref="QuantizationConfig.SkipModules"/>) is quantized as it is read, one weight at a
+    /// time, so the dense model is never in memory. A bitsandbytes pre-quantized checkpoint (<c>quantization_config</c>
+    /// in config.json, e.g. <c>*-bnb-4bit</c>) loads quantized without the argument; given one, it must store weights
+    /// the same way, and its compute dtype and int8 threshold apply. See docs/quantization.md.
+    /// </para>
     /// </summary>
     /// <exception cref="LoraException">Bad or unsupported config.json, unsupported dtype, or a checkpoint that does
     /// not match the model (the message lists the keys or shapes at fault).</exception>
-    public static CausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
-        FromPretrained<CausalLM>(directory, dtype, device);
+    public static CausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
+        FromPretrained<CausalLM>(directory, dtype, device, quantization);
 
     /// <summary>
     /// Loads a Hugging Face model directory into a model built by <paramref name="create"/> (a built-in architecture
@@ -79,9 +110,9 @@ public abstract class CausalLM : nn.Module
     /// its config type to be <typeparamref name="TConfig"/>, builds the model on <paramref name="device"/> and loads
     /// every weight strictly. The model is disposed if anything fails.
     /// </summary>
-    /// <exception cref="LoraException">As <see cref="FromPretrained(string, ScalarType, torch.Device?)"/>, or a config
+    /// <exception cref="LoraException">As <see cref="FromPretrained(string, ScalarType, torch.Device?, QuantizationConfig?)"/>, or a config
     /// of another architecture.</exception>
-    public static TModel FromPretrained<TModel, TConfig>(string directory, ScalarType dtype, torch.Device? device, Func<TConfig, ScalarType, torch.Device, TModel> create)
+    public static TModel FromPretrained<TModel, TConfig>(string directory, ScalarType dtype, torch.Device? device, Func<TConfig, ScalarType, torch.Device, TModel> create, QuantizationConfig? quantization = null)
         where TModel : CausalLM
         where TConfig : ModelConfig
     {
@@ -93,10 +124,14 @@ public abstract class CausalLM : nn.Module
         var loaded = ModelConfigLoader.Load(directory);
         if (loaded is not TConfig config)
             throw new LoraException($"{loaded.Source}: model_type '{loaded.ModelType}' is read as a {loaded.GetType().Name}; {typeof(TModel).Name} is built from a {typeof(TConfig).Name}.");
+        var effective = EffectiveQuantization(directory, quantization);
         device ??= TorchRuntime.Initialize(DeviceSpec.Cpu);
-        var model = create(config, dtype, device);
+        TModel model;
+        using (effective is null ? null : DeferredStorage.Begin())
+            model = create(config, dtype, device);
         try
         {
+            model.Quantization = effective;
             model.LoadWeights(directory);
             return model;
         }
@@ -107,9 +142,23 @@ public abstract class CausalLM : nn.Module
         }
     }
 
-    /// <summary><see cref="FromPretrained(string, ScalarType, torch.Device?)"/> requiring the architecture
-    /// <typeparamref name="TModel"/> (checked before any weight is read).</summary>
-    protected static TModel FromPretrained<TModel>(string directory, ScalarType dtype, torch.Device? device)
+    /// <summary>The checkpoint's own quantization (config.json) or the requested one; both must store weights alike.</summary>
+    private static QuantizationConfig? EffectiveQuantization(string directory, QuantizationConfig? requested)
+    {
+        requested?.Validate();
+        var stored = QuantizationConfig.FromModelDirectory(directory);
+        if (stored is null)
+            return requested;
+        if (requested is null)
+            return stored;
+        if (!stored.SameStorage(requested))
+            throw new LoraException($"{Path.Combine(directory, ModelConfigLoader.FileName)}: the checkpoint is already quantized as {stored}; it cannot be loaded as {requested}: drop the quantization option, or quantize the dense checkpoint.");
+        return stored with { ComputeDType = requested.ComputeDType, Int8Threshold = requested.Int8Threshold };
+    }
+
+    /// <summary><see cref="FromPretrained(string, ScalarType, torch.Device?, QuantizationConfig?)"/> requiring the
+    /// architecture <typeparamref name="TModel"/> (checked before any weight is read).</summary>
+    protected static TModel FromPretrained<TModel>(string directory, ScalarType dtype, torch.Device? device, QuantizationConfig? quantization = null)
         where TModel : CausalLM =>
         FromPretrained<TModel, ModelConfig>(directory, dtype, device, static (config, dt, dev) =>
         {
@@ -119,7 +168,7 @@ public abstract class CausalLM : nn.Module
                 return typed;
             model.Dispose();
             throw new LoraException($"{config.Source}: model_type '{config.ModelType}' is a {family.ModelClass.Name}, not a {typeof(TModel).Name}.");
-        });
+        }, quantization);
 
     /// <summary>
     /// Fills every parameter from the checkpoint in <paramref name="directory"/>, strictly: each parameter must be in

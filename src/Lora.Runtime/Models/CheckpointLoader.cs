@@ -1,3 +1,4 @@
+using Lora.Quantization;
 using Lora.SafeTensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -14,12 +15,15 @@ internal static class CheckpointLoader
     {
         // Tied parameters appear once (named_parameters skips repeated tensors): lm_head.weight is not listed then.
         // Adapter parameters are not part of a base checkpoint (they load from a PEFT adapter directory).
+        // Quantized layers first (pre-quantized weights, or quantize-on-load of layers built without storage): they
+        // consume their weight keys; biases stay parameters and load below.
+        var keyOf = MapKeys(model, checkpoint);
+        var consumed = QuantizedCheckpoint.Materialize(model, checkpoint, keyOf, where);
         var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
         var parameters = model.named_parameters().Where(p => !adapterParameters.Contains(p.parameter)).ToList();
-        var keyOf = MapKeys(model, checkpoint);
 
         var missing = parameters.Where(p => !keyOf.ContainsKey(p.name)).Select(p => p.name).ToList();
-        var used = parameters.Select(p => p.name).ToHashSet(StringComparer.Ordinal);
+        var used = parameters.Select(p => p.name).Concat(consumed).ToHashSet(StringComparer.Ordinal);
         var unexpected = keyOf
             .Where(kv => !used.Contains(kv.Key) && !model.IsIgnorable(kv.Key))
             .Select(kv => kv.Value)

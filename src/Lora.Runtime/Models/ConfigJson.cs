@@ -117,6 +117,18 @@ internal sealed class ConfigJson
         return [OptionalInt(name)!.Value];
     }
 
+    /// <summary>A list of strings, or null when absent/null.</summary>
+    public IReadOnlyList<string>? OptionalStringList(string name)
+    {
+        if (!TryGet(name, out var v))
+            return null;
+        if (v.ValueKind != JsonValueKind.Array)
+            throw Error(name, $"must be a list of strings, got {v.GetRawText()}.");
+        return v.EnumerateArray()
+            .Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()! : throw Error(name, $"must hold strings, got {x.GetRawText()}."))
+            .ToList();
+    }
+
     /// <summary>A nested object (<c>rope_parameters</c>), or null when absent/null.</summary>
     public ConfigJson? OptionalObject(string name)
     {

@@ -1,3 +1,6 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Lora.Modules;
 using Lora.SafeTensors;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -70,8 +73,46 @@ public static class PretrainedWriter
             }
         }
 
-        var tensors = model.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)).ToList();
+        WriteQuantizationConfig(model, Path.Combine(directory, ModelConfigLoader.FileName));
+        using var scope = NewDisposeScope();
         using (no_grad())
-            SafeTensorsWriter.WriteCheckpoint(directory, tensors, maxShardBytes);
+            SafeTensorsWriter.WriteCheckpoint(directory, StateDict(model), maxShardBytes);
     }
+
+    /// <summary>
+    /// The tensors a checkpoint of <paramref name="model"/> holds, by key: its parameters, its buffers (a quantized
+    /// base's codes, scales and tables) and what quantized bases add when saving (bitsandbytes'
+    /// <c>weight.quant_state.bitsandbytes__nf4</c> JSON, <c>weight_format</c>) — PyTorch's <c>state_dict()</c> with
+    /// bitsandbytes' <c>_save_to_state_dict</c>. Made tensors belong to the caller's dispose scope.
+    /// </summary>
+    public static List<KeyValuePair<string, Tensor>> StateDict(CausalLM model)
+    {
+        var tensors = model.named_parameters().Select(p => KeyValuePair.Create(p.name, (Tensor)p.parameter)).ToList();
+        tensors.AddRange(model.named_buffers().Select(b => KeyValuePair.Create(b.name, b.buffer)));
+        foreach (var (path, module) in model.named_modules())
+        {
+            if (module is LinearLayer layer)
+                tensors.AddRange(layer.Base.ExtraState.Select(e => KeyValuePair.Create($"{path}.{e.Name}", e.Value)));
+        }
+
+        return tensors;
+    }
+
+    /// <summary>Sets (or, for a dense model, removes) <c>quantization_config</c> in the written config.json, as
+    /// transformers' <c>save_pretrained</c> of a bitsandbytes model does; other fields are kept as they are.</summary>
+    private static void WriteQuantizationConfig(CausalLM model, string configPath)
+    {
+        if (!File.Exists(configPath))
+            return;
+        var root = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
+            ?? throw new LoraException($"{configPath}: expected a JSON object.");
+        if (model.Quantization is null && !root.ContainsKey(QuantizationConfigKey))
+            return;
+        root.Remove(QuantizationConfigKey);
+        if (model.Quantization is { } quantization)
+            root[QuantizationConfigKey] = quantization.ToJson();
+        AtomicFile.WriteAllText(configPath, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+    }
+
+    private const string QuantizationConfigKey = "quantization_config";
 }

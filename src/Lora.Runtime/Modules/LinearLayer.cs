@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Modules.Bases;
 using Lora.Peft;
 using TorchSharp;
@@ -109,10 +110,29 @@ public class LinearLayer : AdapterHost<LinearAdapter>
 
     protected override void OnRemoved(LinearAdapter adapter) => adapter.OnRemoved();
 
-    /// <summary>TorchSharp's <c>to()</c> replaces the registered tensors: hand the new ones to the base.</summary>
+    /// <summary>TorchSharp's <c>to()</c> replaces the registered tensors: hand the new ones to the base. A quantized
+    /// base's buffers (codes, fp32 scales and tables) are moved but never converted: <c>to(bfloat16)</c> would
+    /// otherwise round the scales and tables.</summary>
     protected override void _toEpilog(ScalarType? dtype, torch.Device? device, bool non_blocking)
     {
-        base._toEpilog(dtype, device, non_blocking);
+        if (dtype is null || !_base.IsQuantized)
+        {
+            base._toEpilog(dtype, device, non_blocking);
+        }
+        else
+        {
+            var held = _base.Buffers.Select(b => b.Name).ToList();
+            var saved = held.Select(name => (Name: name, Entry: _internal_buffers[name])).ToList();
+            foreach (var name in held)
+                _internal_buffers.Remove(name);
+            base._toEpilog(dtype, device, non_blocking);
+            foreach (var (name, (tensor, persistent)) in saved)
+            {
+                var moved = device is null || Devices.Same(tensor.device, device) ? tensor : tensor.to(device, disposeAfter: true).DetachFromDisposeScope();
+                _internal_buffers.Add(name, (moved, persistent));
+            }
+        }
+
         _base.Rebind(name => _internal_params[name], name => _internal_buffers[name].Item1);
     }
 

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using Lora.Backend;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -24,10 +24,6 @@ namespace Lora.Training;
 /// </summary>
 public static class GradientCheckpoint
 {
-    // Gradients handed back to the autograd engine: the engine copies them after the callback returns, so the
-    // managed handles are released after the backward pass (ReleasePending), not inside it.
-    private static readonly ConcurrentQueue<Tensor> Pending = new();
-
     /// <summary>
     /// <c>block(x, context)</c>, checkpointed when grad is enabled (otherwise a plain call). <paramref name="context"/>
     /// holds the other tensors the block reads (rotary tables, masks; none may require grad); they are kept alive
@@ -48,12 +44,9 @@ public static class GradientCheckpoint
 
     private static long _recomputations;
 
-    /// <summary>Releases the handles of gradients given to the autograd engine; call after each backward pass.</summary>
-    public static void ReleasePending()
-    {
-        while (Pending.TryDequeue(out var t))
-            t.Dispose();
-    }
+    /// <summary>Releases the handles of gradients given to the autograd engine (by checkpointed blocks and the
+    /// quantized matmuls); call after each backward pass.</summary>
+    public static void ReleasePending() => PendingGradients.Release();
 
     private sealed class State(Func<Tensor, Tensor?[], Tensor> block, Tensor?[] context, Tensor rng) : IDisposable
     {
@@ -117,7 +110,7 @@ public static class GradientCheckpoint
             state.Dispose();
             gradOutput.Dispose();
             Interlocked.Increment(ref _recomputations);
-            Pending.Enqueue(inputGrad);
+            PendingGradients.Hold(inputGrad);
             return [inputGrad, null!];
         }
     }

@@ -3,6 +3,7 @@ using System.Globalization;
 using Lora.Data;
 using Lora.Models;
 using Lora.Peft;
+using Lora.Quantization;
 using Lora.Training.Objectives;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -87,7 +88,14 @@ public sealed class Trainer : IDisposable
         _objective = objective;
         _evalObjective = evalObjective;
         _device = model.parameters().First().device;
-        if (options.Bf16)
+        if (model.Quantization is not null)
+        {
+            // A quantized base trains through adapters (QLoRA); PEFT's k-bit preparation first (fp32 norms etc.).
+            if (options.Mode != TrainingMode.Peft)
+                throw new LoraException($"the model is quantized ({model.Quantization}): its weights cannot be trained in full; train an adapter on it (QLoRA), or load the dense model.");
+            KbitTraining.Prepare(model);
+        }
+        else if (options.Bf16)
         {
             if (_device.type != DeviceType.CUDA)
                 throw new LoraException("bf16 needs a CUDA device (it is the base model's compute dtype on GPU); train in fp32 on CPU.");

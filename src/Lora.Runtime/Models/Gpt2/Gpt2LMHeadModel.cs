@@ -1,3 +1,4 @@
+using Lora.Quantization;
 using System.Text.RegularExpressions;
 using Lora.Modules;
 using TorchSharp;
@@ -40,8 +41,8 @@ public partial class Gpt2LMHeadModel : CausalLM
     }
 
     /// <summary>Loads a GPT-2 checkpoint directory; see <see cref="CausalLM.FromPretrained"/>.</summary>
-    public static new Gpt2LMHeadModel FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
-        FromPretrained<Gpt2LMHeadModel>(directory, dtype, device);
+    public static new Gpt2LMHeadModel FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
+        FromPretrained<Gpt2LMHeadModel>(directory, dtype, device, quantization);
 
     public override Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
@@ -52,6 +53,8 @@ public partial class Gpt2LMHeadModel : CausalLM
     }
 
     public override nn.Module OutputHead => LmHead;
+
+    public override EmbeddingLayer InputEmbedding => Transformer.Wte;
 
     protected override string BaseModelPrefix => "transformer";
 

@@ -1,3 +1,4 @@
+using Lora.Quantization;
 using Lora.Modules;
 using TorchSharp;
 using TorchSharp.Utils;
@@ -40,8 +41,8 @@ public class LlamaForCausalLM : CausalLM
     }
 
     /// <summary>Loads a Llama/Mistral (or Qwen2) checkpoint directory; see <see cref="CausalLM.FromPretrained"/>.</summary>
-    public static new LlamaForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
-        FromPretrained<LlamaForCausalLM>(directory, dtype, device);
+    public static new LlamaForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
+        FromPretrained<LlamaForCausalLM>(directory, dtype, device, quantization);
 
     public override Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
@@ -52,6 +53,8 @@ public class LlamaForCausalLM : CausalLM
     }
 
     public override nn.Module OutputHead => LmHead;
+
+    public override EmbeddingLayer InputEmbedding => Model.EmbedTokens;
 
     protected override string BaseModelPrefix => "model";
 

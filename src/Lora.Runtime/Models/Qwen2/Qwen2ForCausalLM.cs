@@ -1,3 +1,4 @@
+using Lora.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,6 +19,6 @@ public class Qwen2ForCausalLM : LlamaForCausalLM
     public override Qwen2Config Config { get; }
 
     /// <summary>Loads a Qwen2 checkpoint directory; see <see cref="CausalLM.FromPretrained"/>.</summary>
-    public static new Qwen2ForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null) =>
-        FromPretrained<Qwen2ForCausalLM>(directory, dtype, device);
+    public static new Qwen2ForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
+        FromPretrained<Qwen2ForCausalLM>(directory, dtype, device, quantization);
 }

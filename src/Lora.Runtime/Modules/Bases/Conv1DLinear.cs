@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Lora.Modules.Bases;
@@ -13,6 +14,12 @@ public sealed class Conv1DLinear : DenseLinear
     /// <summary>An uninitialised <c>(in, out)</c> weight.</summary>
     public Conv1DLinear(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype = ScalarType.Float32, Device? device = null)
         : base([inFeatures, outFeatures], inFeatures, outFeatures, hasBias, dtype, device)
+    {
+    }
+
+    /// <summary>Over an existing <c>(in, out)</c> weight, shared not copied.</summary>
+    public Conv1DLinear(Parameter weightInOut, Parameter? bias)
+        : base(weightInOut, bias, weightInOut.shape[0], weightInOut.shape[1])
     {
     }
 

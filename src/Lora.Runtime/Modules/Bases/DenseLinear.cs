@@ -20,11 +20,12 @@ public class DenseLinear : LinearBase
     private Parameter? _bias;
 
     /// <summary>Uninitialised storage of <paramref name="shape"/> (fill it from a checkpoint or
-    /// <see cref="InitializeWeights"/>).</summary>
+    /// <see cref="InitializeWeights"/>); on the meta device inside a <see cref="DeferredStorage"/> scope.</summary>
     protected DenseLinear(long[] shape, long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device? device)
     {
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
+        device = DeferredStorage.DeviceFor(device);
         _weight = new Parameter(empty(shape, dtype, device));
         _bias = hasBias ? new Parameter(empty([outFeatures], dtype, device)) : null;
     }
@@ -33,6 +34,15 @@ public class DenseLinear : LinearBase
     public DenseLinear(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype = ScalarType.Float32, Device? device = null)
         : this([outFeatures, inFeatures], inFeatures, outFeatures, hasBias, dtype, device)
     {
+    }
+
+    /// <summary>Over an existing weight of the stored shape, shared not copied (a dequantized weight).</summary>
+    protected DenseLinear(Parameter weight, Parameter? bias, long inFeatures, long outFeatures)
+    {
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        _weight = weight;
+        _bias = bias;
     }
 
     /// <summary>Over an existing <c>(out, in)</c> weight, shared not copied (a tied <c>lm_head</c>).</summary>

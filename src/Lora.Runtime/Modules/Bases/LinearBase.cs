@@ -60,6 +60,14 @@ public abstract class LinearBase
     /// <summary>...and its buffers (a quantized kind's codes and scales), empty for a dense kind.</summary>
     public virtual IEnumerable<(string Name, Tensor Buffer)> Buffers => [];
 
+    /// <summary>Checkpoint entries that are not registered tensors, made when saving (bitsandbytes'
+    /// <c>weight.quant_state.bitsandbytes__nf4</c> JSON blob, <c>weight_format</c>); empty for a dense kind.</summary>
+    public virtual IEnumerable<(string Name, Tensor Value)> ExtraState => [];
+
+    /// <summary>True for a quantized kind: its buffers are the frozen weight, kept in their own dtypes when the module
+    /// is converted (<c>to(dtype)</c> only moves them).</summary>
+    public virtual bool IsQuantized => false;
+
     /// <summary>Takes the tensors the host holds under <see cref="Parameters"/>' names again, after the module was
     /// moved or converted (TorchSharp's <c>to()</c> replaces a module's parameters with new tensors).</summary>
     public abstract void Rebind(Func<string, Parameter> parameter, Func<string, Tensor> buffer);
