@@ -33,9 +33,13 @@ public static class PeftModelExtensions
     }
 
     /// <summary>Folds the active adapters into the base weights (<paramref name="safe"/>: refuse NaN/Inf; on refusal
-    /// the layers merged so far are unmerged again, so the model is unchanged).</summary>
-    public static void MergeAdapters(this nn.Module model, bool safe = true)
+    /// the layers merged so far are unmerged again, so the model is unchanged). Merging into a quantized base
+    /// re-quantizes it, which rounds: <paramref name="warnings"/> is told (PEFT warns the same in <c>lora/bnb.py</c>).</summary>
+    public static void MergeAdapters(this nn.Module model, bool safe = true, Action<string>? warnings = null)
     {
+        var quantized = model.AdaptedLayers().Count(l => l.Layer is Modules.LinearLayer { Base.IsQuantized: true });
+        if (quantized > 0)
+            warnings?.Invoke($"merging into {quantized} quantized layer(s) re-quantizes their weights: rounding changes the outputs. For an exact merge, dequantize first (ModelQuantizer.Dequantize) and export a dense model.");
         var done = new List<IAdapterHost>();
         foreach (var (path, layer) in model.AdaptedLayers())
         {
@@ -61,9 +65,9 @@ public static class PeftModelExtensions
 
     /// <summary>Merges the active adapters and removes every adapter: a plain model with the adapted weights
     /// (PEFT's <c>merge_and_unload</c>).</summary>
-    public static void MergeAndUnload(this nn.Module model, bool safe = true)
+    public static void MergeAndUnload(this nn.Module model, bool safe = true, Action<string>? warnings = null)
     {
-        model.MergeAdapters(safe);
+        model.MergeAdapters(safe, warnings);
         BaseOverrides.Forget(model);
         foreach (var (_, layer) in model.AdaptedLayers().ToList())
         {

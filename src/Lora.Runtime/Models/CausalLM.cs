@@ -69,11 +69,34 @@ public abstract class CausalLM : nn.Module
     /// when the architecture does not say.</summary>
     public virtual EmbeddingLayer? InputEmbedding => null;
 
-    /// <summary>TorchSharp's <c>to()</c> converts each module's tensors separately, which would leave a tied output
-    /// head with a copy of the embedding matrix: share the converted one again.</summary>
+    /// <summary>
+    /// <c>to()</c>: converts or moves the children, which hold every tensor. TorchSharp's own epilog is not used: it
+    /// indexes this class's public properties by name, which fails on the covariant <see cref="Config"/> override. A
+    /// model therefore keeps its tensors in child modules. TorchSharp also converts each module's tensors separately,
+    /// which would leave a tied output head with a copy of the embedding matrix: it shares the converted one again.
+    /// </summary>
     protected override void _toEpilog(ScalarType? dtype, torch.Device? device, bool non_blocking)
     {
-        base._toEpilog(dtype, device, non_blocking);
+        if (dtype is null && device is null)
+            throw new ArgumentNullException(nameof(dtype), "dtype and device are both null.");
+        if (named_parameters(recurse: false).Any() || named_buffers(recurse: false).Any())
+            throw new NotSupportedException($"{GetType().Name} registers tensors of its own; keep them in a child module so to() can move them.");
+        foreach (var (_, child) in named_children())
+        {
+            if (dtype is { } t && device is not null)
+                child.to(device, t, non_blocking);
+            else if (dtype is { } only)
+                child.to(only, non_blocking);
+            else
+                child.to(device!, non_blocking);
+        }
+
+        if (device is not null)
+        {
+            _deviceType = device.type;
+            _deviceIndex = device.index;
+        }
+
         if (Config.TieWordEmbeddings && OutputHead is LinearLayer head && InputEmbedding is { } embedding
             && head.Base is DenseLinear dense && !ReferenceEquals(dense.WeightParameter, embedding.Weight))
         {
