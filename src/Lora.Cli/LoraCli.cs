@@ -18,6 +18,7 @@ public static class LoraCli
             EvalCommand.Create(stdout, stderr),
             GenerateCommand.Create(stdout, stderr),
             MergeCommand.Create(stdout, stderr),
+            QuantizeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),
         };

@@ -1,6 +1,7 @@
 using Lora.Peft;
 using Lora.Backend;
 using Lora.Models;
+using Lora.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,7 +24,7 @@ internal sealed class ModelSession : IDisposable
 
     public torch.Device Device { get; }
 
-    public static ModelSession Open(string modelDir, string? adapterDir, bool merge, string device, string dtype, TextWriter warnings)
+    public static ModelSession Open(string modelDir, string? adapterDir, bool merge, string device, string dtype, TextWriter warnings, QuantizationConfig? quantization = null)
     {
         // Cheap checks first: a wrong path is reported before the backend starts.
         if (!Directory.Exists(modelDir))
@@ -31,7 +32,9 @@ internal sealed class ModelSession : IDisposable
         if (adapterDir is not null)
             PeftConfigFile.Read(adapterDir);
         var dev = TorchRuntime.Initialize(device, notice => warnings.WriteLine($"warning: {notice}"));
-        var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev);
+        if (quantization is not null && adapterDir is not null && PeftConfigFile.Read(adapterDir) is TunerConfig { ModulesToSave: { Count: > 0 } saved })
+            quantization = quantization.Skipping(saved); // trained in full: they stay dense
+        var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev, quantization);
         try
         {
             PeftConfig? config = null;
@@ -39,7 +42,7 @@ internal sealed class ModelSession : IDisposable
             {
                 config = PeftAdapter.Load(model, adapterDir, warnings: w => warnings.WriteLine($"warning: {w}"));
                 if (merge)
-                    model.MergeAndUnload();
+                    model.MergeAndUnload(warnings: w => warnings.WriteLine($"warning: {w}"));
             }
             else if (merge)
             {

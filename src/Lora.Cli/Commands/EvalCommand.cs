@@ -29,12 +29,15 @@ internal static class EvalCommand
         {
             model, adapter, merge, data, template, maxLength, json, device, dtype,
         };
+        var quantize = new QuantizeOptions();
+        foreach (var option in quantize.All)
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
             using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(merge),
-                parse.GetValue(device)!, parse.GetValue(dtype)!, stderr);
+                parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
             var path = parse.GetValue(data)!;
             IEnumerable<TokenizedExample> examples;
             if (CommandData.IsTokenized(path))

@@ -29,11 +29,14 @@ internal static class GenerateCommand
         {
             model, adapter, merge, prompt, maxNew, temperature, topK, topP, repetition, seed, stop, json, device, dtype,
         };
+        var quantize = new QuantizeOptions();
+        foreach (var option in quantize.All)
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
             var modelDir = parse.GetValue(model)!;
             var tokenizer = HfTokenizer.Load(modelDir);
-            using var session = ModelSession.Open(modelDir, parse.GetValue(adapter), parse.GetValue(merge), parse.GetValue(device)!, parse.GetValue(dtype)!, stderr);
+            using var session = ModelSession.Open(modelDir, parse.GetValue(adapter), parse.GetValue(merge), parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
             var temp = parse.GetValue(temperature);
             var stopIds = session.Model.Config.EosTokenIds.ToList();
             if (tokenizer.EosTokenId is { } eos && !stopIds.Contains(eos))

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using Lora.Modules;
+using Lora.Modules.Bases;
+using Lora.Quantization;
 using Lora.Peft;
 using Lora.Tuners.LoRA;
 
@@ -21,9 +23,12 @@ internal static class InspectCommand
         {
             model, adapter, targets, r, json,
         };
+        var quantize = new QuantizeOptions();
+        foreach (var option in quantize.All)
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
-            using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), merge: false, "cpu", "fp32", stderr);
+            using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), merge: false, "cpu", "fp32", stderr, quantize.Read(parse, "cpu"));
             var m = session.Model;
             if (parse.GetValue(targets) is { } plan)
             {
@@ -44,6 +49,8 @@ internal static class InspectCommand
                 @out = l.Layer.OutFeatures,
                 adapters = l.Layer.Adapters.Names.ToArray(),
                 methods = l.Layer.Adapters.Names.Select(n => l.Layer.Adapter(n).MethodName).Distinct().ToArray(),
+                storage = l.Layer.Base is QuantizedLinear q ? q.Type.Name() : FourBitWeight.DTypeName(l.Layer.Base.DType),
+                bits_per_param = l.Layer.Base is QuantizedLinear qb ? qb.BitsPerParameter : 8.0 * (l.Layer.Base.DType == TorchSharp.torch.ScalarType.Float32 ? 4 : 2),
             }).ToList();
             var (trainable, all) = m.ParameterCounts();
             if (parse.GetValue(json))
@@ -55,6 +62,7 @@ internal static class InspectCommand
                     targets = rows.Where(x => x.adapters.Length > 0).Select(x => x.path),
                     trainable_params = trainable,
                     all_params = all,
+                    quantization = QuantizeOptions.Describe(m),
                     summary = m.TrainableParametersSummary(),
                 }));
                 return 0;
@@ -64,8 +72,12 @@ internal static class InspectCommand
             foreach (var row in rows)
             {
                 var mark = row.adapters.Length > 0 ? $"  <- {string.Join("/", row.methods)} ({string.Join(", ", row.adapters)})" : string.Empty;
-                stdout.WriteLine($"  {row.path}  {row.type} {row.@in}→{row.@out}{mark}");
+                var storage = row.storage is "nf4" or "fp4" or "int8" ? $" [{row.storage}, {row.bits_per_param.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)} bits/param]" : string.Empty;
+                stdout.WriteLine($"  {row.path}  {row.type} {row.@in}→{row.@out}{storage}{mark}");
             }
+
+            if (QuantizeOptions.Describe(m) is { } stored)
+                stdout.WriteLine(stored);
 
             stdout.WriteLine(m.TrainableParametersSummary());
             return 0;

@@ -5,6 +5,7 @@ using Lora.Backend;
 using Lora.Data;
 using Lora.Models;
 using Lora.Peft;
+using Lora.Quantization;
 using Lora.Tokenization;
 using Lora.Training;
 using Lora.Tuners.IA3;
@@ -62,6 +63,8 @@ internal static class TrainCommand
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
+        var quantize = new QuantizeOptions();
+        var offload = new Option<bool>("--optimizer-offload") { Description = "Keep AdamW's state (and fp32 copies of the trainable weights) in CPU memory; for GPU runs short of memory (bitsandbytes' paged optimizers' role)." };
         var mode = new Option<string>("--mode") { Description = "peft (an adapter of --method, the default; also spelled lora), full (every weight) or top-layers (the last --top-layers blocks and the final norm).", DefaultValueFactory = _ => "peft" };
         var topLayers = new Option<int>("--top-layers") { Description = "For --mode top-layers: how many of the last decoder blocks train.", DefaultValueFactory = _ => 2 };
         var command = new Command("train", "Fine-tune a model on instruction data: a LoRA adapter (default), or all / the top layers' weights.")
@@ -70,6 +73,9 @@ internal static class TrainCommand
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
             loggingSteps, evalData, evalSteps, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
         };
+        foreach (var option in quantize.All)
+            command.Options.Add(option);
+        command.Options.Add(offload);
         command.SetAction(parse =>
         {
             var asJson = parse.GetValue(json);
@@ -140,17 +146,23 @@ internal static class TrainCommand
                 MaxLength = parse.GetValue(maxLength),
                 Bf16 = parse.GetValue(bf16),
                 GradientCheckpointing = parse.GetValue(checkpointing),
+                OptimizerOffload = parse.GetValue(offload),
                 Mode = trainingMode,
                 TopLayers = parse.GetValue(topLayers),
             };
             options.Validate();
+            var quantization = quantize.Read(parse, parse.GetValue(device)!);
+            if (quantization is not null && trainingMode != TrainingMode.Peft)
+                throw new LoraException($"--quantize loads a frozen {quantization.Type.Name()} base, which trains through an adapter only: drop --mode {parse.GetValue(mode)} or --quantize.");
+            if (quantization is not null && parse.GetValue(initAdapter) is { } initDir && PeftConfigFile.Read(initDir) is TunerConfig { ModulesToSave: { Count: > 0 } saved })
+                quantization = quantization.Skipping(saved); // trained in full: they stay dense
 
             var dev = TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}"));
             if (options.Bf16 && dev.type != DeviceType.CUDA)
                 throw new LoraException($"--bf16 needs a CUDA device (this run is on {dev.type.ToString().ToLowerInvariant()}); drop --bf16 to train in fp32.");
             torch.manual_seed(options.Seed);
 
-            using var causalLm = CausalLM.FromPretrained(modelDir, options.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, dev);
+            using var causalLm = CausalLM.FromPretrained(modelDir, options.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, dev, quantization);
             PeftConfig? config = null;
             if (trainingMode != TrainingMode.Peft)
             {
@@ -185,6 +197,8 @@ internal static class TrainCommand
             var padId = tokenizer.IsValueCreated ? Collator.PadIdOf(tokenizer.Value) : causalLm.Config.PadTokenId ?? causalLm.Config.EosTokenIds.FirstOrDefault();
             using var trainer = new Trainer(causalLm, options, outDir, train.Examples, evalExamples, config, padId);
             var info = asJson ? stderr : stdout;
+            if (QuantizeOptions.Describe(causalLm) is { } stored)
+                info.WriteLine(stored);
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
             info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);

@@ -8,14 +8,20 @@ namespace Lora.Training;
 /// norm weights, <see cref="WeightDecayGroups"/>).</summary>
 internal static class OptimizerSetup
 {
-    public static AdamW AdamW(nn.Module model, TrainingOptions options)
+    public static AdamW AdamW(nn.Module model, TrainingOptions options) => AdamW(model, options, out _);
+
+    /// <summary>AdamW, over CPU copies of the parameters when <see cref="TrainingOptions.OptimizerOffload"/>
+    /// (<paramref name="offload"/> then moves gradients and values between them each step).</summary>
+    public static AdamW AdamW(nn.Module model, TrainingOptions options, out OffloadedParameters? offload)
     {
         var (decay, noDecay) = WeightDecayGroups.Split(model);
+        offload = options.OptimizerOffload ? new OffloadedParameters(decay.Concat(noDecay).Select(p => p.Parameter)) : null;
+        var map = offload is null ? (Func<Parameter, Parameter>)(p => p) : offload.HostOf;
         var groups = new List<AdamW.ParamGroup>();
         if (decay.Count > 0)
-            groups.Add(Group(decay, options, options.WeightDecay));
+            groups.Add(Group(decay.Select(p => (p.Name, map(p.Parameter))), options, options.WeightDecay));
         if (noDecay.Count > 0)
-            groups.Add(Group(noDecay, options, 0));
+            groups.Add(Group(noDecay.Select(p => (p.Name, map(p.Parameter))), options, 0));
         return torch.optim.AdamW(groups, options.LearningRate, options.AdamBeta1, options.AdamBeta2, options.AdamEpsilon);
     }
 

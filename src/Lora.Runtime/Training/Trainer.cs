@@ -45,6 +45,7 @@ public sealed class Trainer : IDisposable
     private readonly BatchSampler _sampler;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _trainable;
     private readonly AdamW _optimizer;
+    private readonly OffloadedParameters? _offload;
     private readonly Device _device;
     private readonly TrainingLog _log;
     private TrainerState _state;
@@ -113,7 +114,7 @@ public sealed class Trainer : IDisposable
         TotalSteps = options.MaxSteps > 0 ? options.MaxSteps : (int)Math.Ceiling(options.Epochs * StepsPerEpoch);
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
-        _optimizer = OptimizerSetup.AdamW(model, options);
+        _optimizer = OptimizerSetup.AdamW(model, options, out _offload);
         _log = new TrainingLog(Path.Combine(OutputDirectory, MetricsFileName));
         _state = NewState();
     }
@@ -264,6 +265,7 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         _optimizer.Dispose();
+        _offload?.Dispose();
         GradientCheckpoint.ReleasePending();
     }
 
@@ -319,7 +321,9 @@ public sealed class Trainer : IDisposable
             var norm = GradientClipping.ClipGlobalNorm(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
             if (!double.IsFinite(norm))
                 throw Diverged("gradient norm", norm, step + 1, lastCheckpoint);
+            _offload?.GradientsToHost();
             _optimizer.step();
+            _offload?.ParametersToDevice();
             _optimizer.zero_grad();
             return new StepResult(mean, norm, lr, inputTokens, metricSums.ToDictionary(m => m.Key, m => m.Value / normalizer, StringComparer.Ordinal));
         }
@@ -406,6 +410,7 @@ public sealed class Trainer : IDisposable
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
+        _offload?.ParametersToHost();
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
 
         _state = state;

@@ -80,6 +80,11 @@ public sealed record TrainingOptions
     /// <summary><c>gradient_checkpointing</c> (false): recompute each decoder block in the backward pass.</summary>
     public bool GradientCheckpointing { get; init; }
 
+    /// <summary>Keep the optimizer state (and an fp32 copy of the trainable parameters) on the CPU, where AdamW runs;
+    /// the device holds only the model and its gradients. The substitute for bitsandbytes' paged optimizers
+    /// (<c>optim="paged_adamw_32bit"</c>): TorchSharp has no unified memory. See docs/quantization.md.</summary>
+    public bool OptimizerOffload { get; init; }
+
     /// <summary>What is trained (a PEFT adapter by default).</summary>
     public TrainingMode Mode { get; init; } = TrainingMode.Peft;
 
