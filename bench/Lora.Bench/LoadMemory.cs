@@ -59,7 +59,7 @@ internal static class LoadMemory
         return 0;
     }
 
-    private static void Create(string dir)
+    internal static void Create(string dir)
     {
         Console.WriteLine($"creating a TinyLlama-shaped random checkpoint in {dir} ...");
         Directory.CreateDirectory(dir);
@@ -78,7 +78,7 @@ internal static class LoadMemory
             SafeTensorsWriter.WriteCheckpoint(dir, tensors, maxShardBytes: 1L << 30);
     }
 
-    private static string? Arg(string[] args, string name)
+    internal static string? Arg(string[] args, string name)
     {
         var i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;

@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Models;
 using Lora.Modules;
 using Lora.Modules.Bases;
@@ -36,6 +37,7 @@ public static class ModelQuantizer
         }
 
         model.Quantization = config;
+        NativeHeap.Trim();
         return quantized;
     }
 
@@ -63,6 +65,7 @@ public static class ModelQuantizer
         }
 
         model.Quantization = null;
+        NativeHeap.Trim();
         return paths;
     }
 

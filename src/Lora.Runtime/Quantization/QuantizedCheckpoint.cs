@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Models;
 using Lora.Modules;
 using Lora.Modules.Bases;
@@ -94,6 +95,8 @@ internal static class QuantizedCheckpoint
                 dense.WeightParameter.Dispose();
         }
 
+        if (model.Quantization is not null)
+            NativeHeap.Trim();
         return consumed;
     }
 
