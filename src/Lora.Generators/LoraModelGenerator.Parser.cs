@@ -18,6 +18,9 @@ public sealed partial class LoraModelGenerator
     /// signatures; the analyzers report why).</summary>
     internal static class Parser
     {
+        /// <summary><c>QuantizationConfig.OutputHeadName</c>: the module the runtime never quantizes.</summary>
+        private const string OutputHeadName = "lm_head";
+
         private static readonly SymbolDisplayFormat TypeFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
 
@@ -47,10 +50,13 @@ public sealed partial class LoraModelGenerator
             // An invalid plan keeps every member's signature (bodies that throw), so the only errors the user sees are
             // the analyzers' LORA diagnostics, not CS1061/CS7036 from code that calls generated members.
             cancellationToken.ThrowIfCancellationRequested();
-            var invalid = validation.IsValid
-                ? null
-                : string.Join(", ", validation.Diagnostics.Select(d => d.Descriptor.Id).Distinct().OrderBy(id => id, System.StringComparer.Ordinal));
+            var invalid = validation.IsValid ? null : string.Join(", ", validation.ErrorIds);
             var plans = validation.Plans.Select(p => PlanSpec(p, valid: invalid is null)).ToEquatableArray();
+            var modulesToSave = invalid is null
+                // The output head is never quantized (the runtime leaves it out), so it need not be skipped.
+                ? validation.Plans.SelectMany(p => p.Arguments.ModulesToSave).Where(m => m != OutputHeadName).Distinct(System.StringComparer.Ordinal).ToEquatableArray()
+                : EquatableArray<string>.Empty;
+            var quantize = validation.Quantize is { } q ? QuantizeSpec(q, valid: invalid is null) : null;
             var baseInfo = BaseTypeInfo.Get(type.BaseType!, symbols);
             var declaresConstructors = type.InstanceConstructors.Any(c => !c.IsImplicitlyDeclared);
             var constructors = declaresConstructors ? EquatableArray<ConstructorSpec>.Empty : baseInfo.Constructors;
@@ -65,7 +71,24 @@ public sealed partial class LoraModelGenerator
                 constructors,
                 fromPretrainedConfigType,
                 baseInfo.HidesFromPretrained,
+                modulesToSave,
+                quantize,
                 invalid);
+        }
+
+        /// <summary><c>[Quantize]</c> as C# text: the attribute type, its constructor argument and its named arguments
+        /// as written (formatted like a plan attribute's).</summary>
+        private static QuantizeSpec QuantizeSpec(QuantizeArguments q, bool valid)
+        {
+            var attributeType = q.AttributeType;
+            var name = AttributeNames.GetValue(attributeType, static t => new AttributeTypeNames(t.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat), ConfigTypeOf(t))).Type;
+            if (!valid)
+                return new QuantizeSpec(name, string.Empty, EquatableArray<ArgumentSpec>.Empty);
+            var type = q.Type is { } t ? Literal(attributeType, "Type", t) : "default";
+            return new QuantizeSpec(
+                name,
+                type,
+                q.Named.Select(n => new ArgumentSpec(n.Key, Literal(attributeType, n.Key, n.Value))).ToEquatableArray());
         }
 
         /// <summary>The target specs of a resolution, built once per resolution (resolutions are shared by every
@@ -274,7 +297,7 @@ public sealed partial class LoraModelGenerator
                 return true;
             }
 
-            private static INamedTypeSymbol?[] BuiltWithOf(LoraSymbols symbols) => new[] { symbols.ModelConfig, symbols.ScalarType, symbols.Device };
+            private static INamedTypeSymbol?[] BuiltWithOf(LoraSymbols symbols) => new[] { symbols.ModelConfig, symbols.ScalarType, symbols.Device, symbols.QuantizationConfig };
         }
 
         /// <summary>The base's public constructors, forwarded when the class declares none of its own.</summary>
@@ -347,7 +370,11 @@ public sealed partial class LoraModelGenerator
             return null;
         }
 
-        /// <summary>True when <paramref name="baseType"/> or one of its bases declares <c>FromPretrained(string, ScalarType, Device?)</c>.</summary>
+        /// <summary>True when <paramref name="baseType"/> or one of its bases declares the generated signature,
+        /// <c>FromPretrained(string, ScalarType, Device?, QuantizationConfig?)</c> (<c>CausalLM</c> and every built-in
+        /// architecture do), so the generated one needs <c>new</c>. A base's <c>FromPretrained(string, ScalarType,
+        /// Device?)</c> (a user architecture's) is not hidden and needs none: calls bind to the generated method anyway,
+        /// C# preferring the most derived applicable candidate.</summary>
         private static bool DeclaresFromPretrained(INamedTypeSymbol baseType, LoraSymbols symbols)
         {
             for (INamedTypeSymbol? t = baseType; t is not null; t = t.BaseType)
@@ -355,10 +382,12 @@ public sealed partial class LoraModelGenerator
                 foreach (var method in t.GetMembers("FromPretrained").OfType<IMethodSymbol>())
                 {
                     var ps = method.Parameters;
-                    if (method.IsStatic && method.TypeParameters.Length == 0 && ps.Length == 3
+                    if (method.IsStatic && method.TypeParameters.Length == 0 && ps.Length == 4
+                        && ps.All(p => p.RefKind == RefKind.None)
                         && ps[0].Type.SpecialType == SpecialType.System_String
                         && SymbolEqualityComparer.Default.Equals(ps[1].Type, symbols.ScalarType)
-                        && SymbolEqualityComparer.Default.Equals(ps[2].Type, symbols.Device))
+                        && SymbolEqualityComparer.Default.Equals(ps[2].Type, symbols.Device)
+                        && SymbolEqualityComparer.Default.Equals(ps[3].Type, symbols.QuantizationConfig))
                         return true;
                 }
             }

@@ -15,7 +15,7 @@ namespace Lora.Generators.Tests;
 /// </summary>
 public class DiagnosticsTests
 {
-    private const string Usings = "using Lora;\nusing Lora.Models;\nusing Lora.Tuners.LoRA;\n\nnamespace Demo;\n\n";
+    private const string Usings = "using Lora;\nusing Lora.Models;\nusing Lora.Quantization;\nusing Lora.Tuners.LoRA;\n\nnamespace Demo;\n\n";
 
     public static TheoryData<string, string> Cases => new()
     {
@@ -43,6 +43,23 @@ public class DiagnosticsTests
         { "LORA0014", """[IA3(Targets = "k_proj|v_proj", FeedForward = {|LORA0014:"down_proj"|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0014", """[IA3(Targets = "k_proj|v_proj", FeedForward = {|LORA0014:"nothing"|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0009", """[Lora(Targets = "q_proj")] [IA3(Targets = "v_proj", AdapterName = {|LORA0009:"default"|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0015", """[{|LORA0015:Quantize(QuantizationType.Nf4)|}] public class M : LlamaForCausalLM { public M(LlamaConfig c) : base(c) { } }""" },
+        { "LORA0016", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Nf4, Blocksize = {|LORA0016:100|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0016", """[IA3(Targets = "k_proj|v_proj|down_proj")] [Quantize(QuantizationType.Fp4, Blocksize = {|LORA0016:8192|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0017", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, DoubleQuant = {|LORA0017:true|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0018", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Nf4, Compute = {|LORA0018:TorchSharp.torch.ScalarType.Float64|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0018", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Compute = {|LORA0018:TorchSharp.torch.ScalarType.Int8|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0019", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Int8Threshold = {|LORA0019:-1.0|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0019", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Int8Threshold = {|LORA0019:double.NaN|})] public partial class M : LlamaForCausalLM { }""" },
+    };
+
+    /// <summary>Settings the quantization type ignores: a warning (LORA0020) on the argument; the plan stays valid.</summary>
+    public static TheoryData<string> IgnoredSettings => new()
+    {
+        """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Blocksize = {|LORA0020:128|})] public partial class M : LlamaForCausalLM { }""",
+        """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Compute = {|LORA0020:TorchSharp.torch.ScalarType.BFloat16|})] public partial class M : LlamaForCausalLM { }""",
+        """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, DoubleQuant = {|LORA0020:false|})] public partial class M : LlamaForCausalLM { }""",
+        """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Nf4, Int8Threshold = {|LORA0020:4.0|})] public partial class M : LlamaForCausalLM { }""",
     };
 
     /// <summary>Code elsewhere in the project that uses every generated member and the runtime API over them: with an
@@ -68,6 +85,8 @@ public class DiagnosticsTests
                     _ = parameter + key;
                 _ = M.Plan;
                 _ = M.AdapterPlans.Count;
+                using M quantized = M.FromPretrained("models/llama", quantization: Lora.Quantization.QuantizationConfig.QLoRA);
+                _ = quantized.Quantization;
                 _ = model.AdapterConfig();
                 _ = model.MarkAdaptersTrainable();
                 model.SaveAdapter("out/adapter");
@@ -77,6 +96,9 @@ public class DiagnosticsTests
         }
         """;
 
+    /// <summary><see cref="Usage"/> plus the member <c>[Quantize]</c> adds.</summary>
+    private static readonly string QuantizeUsage = Usage.Replace("_ = M.Plan;", "_ = M.Plan;\n        _ = M.DeclaredQuantization.Type;", StringComparison.Ordinal);
+
     [Theory]
     [MemberData(nameof(Cases))]
     public async Task Analyzer_reports_the_rule_on_the_argument(string id, string code)
@@ -84,6 +106,9 @@ public class DiagnosticsTests
         var source = Usings + code;
         switch (id)
         {
+            case "LORA0015" or "LORA0016" or "LORA0017" or "LORA0018" or "LORA0019" or "LORA0020":
+                await VerifyAsync<InvalidQuantizeAnalyzer>(source);
+                break;
             case "LORA0001" or "LORA0002" or "LORA0003" or "LORA0010" or "LORA0014":
                 await VerifyAsync<InvalidLoraTargetAnalyzer>(source);
                 break;
@@ -101,18 +126,22 @@ public class DiagnosticsTests
     public async Task Invalid_plans_keep_the_generated_signatures_and_nothing_cascades(string id, string code)
     {
         var source = Usings + Regex.Replace(code, @"\{\|LORA\d{4}:(.*?)\|\}", "$1");
-        // LORA0007 (not partial) leaves nothing to add members to; LORA0008 (not a model) has no FromPretrained to keep.
+        // LORA0007 (not partial) leaves nothing to add members to; LORA0008 (not a model) has no FromPretrained to keep;
+        // LORA0015 ([Quantize] without a plan) gets nothing generated. A class with [Quantize] keeps DeclaredQuantization.
         var usage = id switch
         {
-            "LORA0007" => null,
+            "LORA0007" or "LORA0015" => null,
             "LORA0008" => Usage.Replace("using var model = M.FromPretrained(\"models/llama\");", "using var model = new M();", StringComparison.Ordinal)
+                .Replace("using M quantized = M.FromPretrained(\"models/llama\", quantization: Lora.Quantization.QuantizationConfig.QLoRA);", string.Empty, StringComparison.Ordinal)
+                .Replace("_ = quantized.Quantization;", string.Empty, StringComparison.Ordinal)
                 .Replace("model.MergeAndUnload();", string.Empty, StringComparison.Ordinal)
                 .Replace("using var model", "var model", StringComparison.Ordinal),
+            _ when code.Contains("[Quantize(", StringComparison.Ordinal) => QuantizeUsage,
             _ => Usage,
         };
         var (result, output) = TestCompilation.Run(usage is null ? TestCompilation.Create(source) : TestCompilation.Create(source, usage));
         var generated = result.Results.Single().GeneratedSources;
-        if (id == "LORA0007")
+        if (id is "LORA0007" or "LORA0015")
         {
             Assert.Empty(generated);
         }
@@ -136,6 +165,122 @@ public class DiagnosticsTests
         var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + """[Lora(R = 8, Targets = "q_proj|v_proj")] public partial class M : LlamaForCausalLM { }""", Usage));
         Assert.Equal(2, result.Results.Single().GeneratedSources.Length);
         Assert.Empty(TestCompilation.Problems(output));
+    }
+
+    [Fact]
+    public void A_valid_quantized_plan_compiles_with_the_same_usage()
+    {
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(
+            Usings + """[Lora(R = 8, Targets = "q_proj|v_proj")] [Quantize(QuantizationType.Nf4, DoubleQuant = true)] public partial class M : LlamaForCausalLM { }""", QuantizeUsage));
+        Assert.Equal(2, result.Results.Single().GeneratedSources.Length);
+        Assert.Empty(TestCompilation.Problems(output));
+    }
+
+    [Theory]
+    [MemberData(nameof(IgnoredSettings))]
+    public async Task Settings_the_quantization_type_ignores_are_a_warning_and_the_plan_stays_valid(string code)
+    {
+        await VerifyAsync<InvalidQuantizeAnalyzer>(Usings + code);
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + Regex.Replace(code, @"\{\|LORA\d{4}:(.*?)\|\}", "$1"), QuantizeUsage));
+        var generated = result.Results.Single().GeneratedSources;
+        Assert.Equal(2, generated.Length);
+        Assert.DoesNotContain(generated, g => g.SourceText.ToString().Contains("is invalid", StringComparison.Ordinal));
+        Assert.Empty(TestCompilation.Problems(output));
+        var reported = Assert.Single(await AnalyzerRunner.Diagnostics(output));
+        Assert.Equal(("LORA0020", DiagnosticSeverity.Warning), (reported.Id, reported.Severity));
+    }
+
+    [Fact]
+    public async Task Quantize_messages_name_the_attribute_the_class_and_the_setting()
+    {
+        async Task<IReadOnlyList<string>> Messages(string code) =>
+            (await AnalyzerRunner.Diagnostics(TestCompilation.Create(Usings + code)))
+                .OrderBy(d => d.Id, StringComparer.Ordinal)
+                .Select(d => d.Id + ": " + d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+
+        Assert.Equal(
+            [
+                "LORA0015: [Quantize] on 'M': the class has no adapter plan attribute ([Lora], [IA3]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]",
+                "LORA0016: [Quantize] on 'M': Blocksize = 100; 4-bit weights use one of bitsandbytes' block sizes: 32, 64, 128, 256, 512, 1024, 2048, 4096",
+            ],
+            await Messages("""[Quantize(QuantizationType.Nf4, Blocksize = 100)] public class M : LlamaForCausalLM { public M(LlamaConfig c) : base(c) { } }"""));
+        Assert.Equal(
+            [
+                "LORA0017: [Quantize] on 'M': DoubleQuant = true with QuantizationType.Int8; double quantization applies to the block scales of 4-bit weights (Nf4, Fp4), int8 weights have one fp32 scale per row",
+                "LORA0018: [Quantize] on 'M': Compute = ScalarType.Float64; the compute dtype must be ScalarType.Float32, ScalarType.BFloat16 or ScalarType.Float16",
+                "LORA0019: [Quantize] on 'M': Int8Threshold = -0.5; the outlier threshold must be at least 0 (0 turns the outlier decomposition off)",
+            ],
+            await Messages("""[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, DoubleQuant = true, Compute = TorchSharp.torch.ScalarType.Float64, Int8Threshold = -0.5)] public partial class M : LlamaForCausalLM { }"""));
+        Assert.Equal(
+            ["LORA0020: [Quantize] on 'M': Blocksize = 128 has no effect with QuantizationType.Int8 (int8 weights have one scale per row, not per block); remove it"],
+            await Messages("""[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Blocksize = 128)] public partial class M : LlamaForCausalLM { }"""));
+        Assert.Empty(await Messages("""[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Fp4, Blocksize = 4096, Compute = TorchSharp.torch.ScalarType.Float16, SkipModules = "o_proj")] public partial class M : LlamaForCausalLM { }"""));
+
+        var diagnostic = Assert.Single(await AnalyzerRunner.Diagnostics(TestCompilation.Create(Usings + """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Nf4, Blocksize = 100)] public partial class M : LlamaForCausalLM { }""")));
+        Assert.Equal("https://github.com/lora-dotnet/lora/blob/main/docs/diagnostics/LORA0016.md", diagnostic.Descriptor.HelpLinkUri);
+    }
+
+    [Fact]
+    public void FromPretrained_with_a_quantization_binds_to_the_generated_method()
+    {
+        // Were the generated FromPretrained not to hide CausalLM's (string, ScalarType, Device?, QuantizationConfig?),
+        // this call would bind to the base and return a LlamaForCausalLM without adapters: CS0266 here.
+        const string use = """
+            using Lora.Quantization;
+
+            namespace Demo;
+
+            public static class Use
+            {
+                public static M Run() => M.FromPretrained("models/llama", quantization: QuantizationConfig.QLoRA);
+
+                public static M Positional() => M.FromPretrained("models/llama", TorchSharp.torch.ScalarType.BFloat16, null, QuantizationConfig.Int8);
+            }
+            """;
+        var (_, output) = TestCompilation.Run(TestCompilation.Create(Usings + """[Lora(Targets = "q_proj")] public partial class M : LlamaForCausalLM { }""", use));
+        Assert.Empty(TestCompilation.Problems(output));
+    }
+
+    [Fact]
+    public void A_user_architecture_with_a_three_parameter_FromPretrained_gets_the_generated_one()
+    {
+        const string source = """
+            using Lora;
+            using Lora.Models;
+            using TorchSharp;
+            using static TorchSharp.torch;
+
+            namespace Demo;
+
+            public class MyLm : LlamaForCausalLM
+            {
+                public MyLm(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null)
+                    : base(config, dtype, device)
+                {
+                }
+
+                public static MyLm FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
+                    FromPretrained<MyLm, LlamaConfig>(directory, dtype, device, static (c, d, dev) => new MyLm(c, d, dev));
+            }
+
+            [Lora(Targets = "q_proj")]
+            [Quantize(Lora.Quantization.QuantizationType.Nf4)]
+            public partial class MyLora : MyLm
+            {
+            }
+
+            public static class Use
+            {
+                public static MyLora Run() => MyLora.FromPretrained("models/llama");
+
+                public static MyLora Quantized() => MyLora.FromPretrained("models/llama", ScalarType.Float32, null, null);
+            }
+            """;
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(source));
+        Assert.Empty(result.Diagnostics);
+        Assert.Contains("public static new global::Demo.MyLora FromPretrained(", result.Results.Single().GeneratedSources.Single(s => s.HintName == "Demo.MyLora.Lora.g.cs").SourceText.ToString(), StringComparison.Ordinal);
+        var problems = TestCompilation.Problems(output);
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 
     [Fact]
@@ -182,7 +327,7 @@ public class DiagnosticsTests
     public void Every_rule_has_a_documentation_page_and_a_release_entry()
     {
         var ids = AnalyzerRunner.All.SelectMany(a => a.SupportedDiagnostics).Select(d => d.Id).Distinct().Order().ToList();
-        Assert.Equal(Enumerable.Range(1, 14).Select(i => $"LORA{i:0000}"), ids);
+        Assert.Equal(Enumerable.Range(1, 20).Select(i => $"LORA{i:0000}"), ids);
         var unshipped = File.ReadAllText(Path.Combine(TestCompilation.RepoRoot, "src", "Lora.Generators", "AnalyzerReleases.Unshipped.md"));
         foreach (var id in ids)
         {

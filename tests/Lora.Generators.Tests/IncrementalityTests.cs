@@ -57,6 +57,47 @@ public class IncrementalityTests
         AssertAll(reasons, WellKnownTrackingNames.Output, IncrementalStepRunReason.Modified);
     }
 
+    private const string Quantized = """
+        using Lora;
+        using Lora.Models;
+        using Lora.Quantization;
+
+        namespace Demo;
+
+        [Lora(R = 8, Alpha = 16, Targets = "q_proj|v_proj")]
+        [Quantize(QuantizationType.Nf4, DoubleQuant = true)]
+        public partial class CodeLlamaLora : LlamaForCausalLM
+        {
+        }
+        """;
+
+    [Fact]
+    public void Comment_edit_keeps_a_quantized_model_cached()
+    {
+        var reasons = RunTwice(Quantized, Quantized.Replace("public partial class", "// a comment\npublic partial class", StringComparison.Ordinal));
+        AssertAll(reasons, WellKnownTrackingNames.Execute, IncrementalStepRunReason.Unchanged, IncrementalStepRunReason.Cached);
+        AssertAll(reasons, WellKnownTrackingNames.Output, IncrementalStepRunReason.Cached, IncrementalStepRunReason.Unchanged);
+    }
+
+    [Theory]
+    [InlineData("QuantizationType.Nf4, DoubleQuant = true", "QuantizationType.Fp4, DoubleQuant = true")]
+    [InlineData("QuantizationType.Nf4, DoubleQuant = true", "QuantizationType.Nf4, DoubleQuant = false")]
+    public void Quantize_change_modifies_outputs(string before, string after)
+    {
+        var reasons = RunTwice(Quantized, Quantized.Replace(before, after, StringComparison.Ordinal));
+        AssertAll(reasons, WellKnownTrackingNames.Execute, IncrementalStepRunReason.Modified);
+        AssertAll(reasons, WellKnownTrackingNames.Output, IncrementalStepRunReason.Modified);
+    }
+
+    [Fact]
+    public void Adding_and_removing_Quantize_modifies_outputs()
+    {
+        var added = RunTwice(Model, Quantized);
+        AssertAll(added, WellKnownTrackingNames.Output, IncrementalStepRunReason.Modified);
+        var removed = RunTwice(Quantized, Model);
+        AssertAll(removed, WellKnownTrackingNames.Output, IncrementalStepRunReason.Modified);
+    }
+
     [Fact]
     public void Second_model_leaves_the_first_cached()
     {

@@ -19,6 +19,8 @@ internal sealed class LoraSymbols
             .Select(p => new PlanAttributeSymbol(p.Kind, p.Symbol!))
             .ToImmutableArray();
         AdaptsAttribute = compilation.GetTypeByMetadataName(WellKnownMetadataNames.AdaptsAttribute);
+        QuantizeAttribute = compilation.GetTypeByMetadataName(WellKnownMetadataNames.QuantizeAttribute);
+        QuantizationConfig = compilation.GetTypeByMetadataName(WellKnownMetadataNames.QuantizationConfig);
         AdapterHost = compilation.GetTypeByMetadataName(WellKnownMetadataNames.AdapterHost);
         CausalLM = compilation.GetTypeByMetadataName(WellKnownMetadataNames.CausalLM);
         ModelConfig = compilation.GetTypeByMetadataName(WellKnownMetadataNames.ModelConfig);
@@ -36,6 +38,12 @@ internal sealed class LoraSymbols
     public bool HasRuntime => !PlanAttributes.IsEmpty;
 
     public INamedTypeSymbol? AdaptsAttribute { get; }
+
+    /// <summary><c>Lora.QuantizeAttribute</c>: the class loads quantized (QLoRA); read beside the plan attributes.</summary>
+    public INamedTypeSymbol? QuantizeAttribute { get; }
+
+    /// <summary><c>Lora.Quantization.QuantizationConfig</c>: the last parameter of <c>FromPretrained</c>.</summary>
+    public INamedTypeSymbol? QuantizationConfig { get; }
 
     /// <summary><c>Lora.Peft.IAdapterHost&lt;TAdapter&gt;</c>: how a layer's adapter kind is told.</summary>
     public INamedTypeSymbol? AdapterHost { get; }
@@ -67,6 +75,20 @@ internal sealed class LoraSymbols
         {
             if (SymbolEqualityComparer.Default.Equals(attribute.AttributeClass, plan.Symbol))
                 return plan;
+        }
+
+        return null;
+    }
+
+    /// <summary>The <c>[Quantize]</c> attribute on <paramref name="type"/>, or null.</summary>
+    public AttributeData? QuantizeAttributeOf(INamedTypeSymbol type)
+    {
+        if (QuantizeAttribute is null)
+            return null;
+        foreach (var attribute in type.GetAttributes())
+        {
+            if (SymbolEqualityComparer.Default.Equals(attribute.AttributeClass, QuantizeAttribute))
+                return attribute;
         }
 
         return null;

@@ -31,7 +31,15 @@ internal sealed class ModelValidation
 
     public ImmutableArray<ValidatedPlan> Plans { get; init; } = ImmutableArray<ValidatedPlan>.Empty;
 
-    public bool IsValid => Diagnostics.IsEmpty;
+    /// <summary>No error (warnings, e.g. LORA0020, leave the plan valid).</summary>
+    public bool IsValid => !Diagnostics.Any(d => d.Descriptor.DefaultSeverity == DiagnosticSeverity.Error);
+
+    /// <summary>The ids of the errors, ordinal, distinct (<c>LORA0001, LORA0004</c>).</summary>
+    public IEnumerable<string> ErrorIds =>
+        Diagnostics.Where(d => d.Descriptor.DefaultSeverity == DiagnosticSeverity.Error).Select(d => d.Descriptor.Id).Distinct().OrderBy(id => id, StringComparer.Ordinal);
+
+    /// <summary>The class's <c>[Quantize]</c>, or null.</summary>
+    public QuantizeArguments? Quantize { get; init; }
 
     /// <summary>The class is partial (with its enclosing types): the generator can add members to it.</summary>
     public bool IsPartial => !Diagnostics.Any(d => d.Descriptor == DiagnosticDescriptors.ModelMustBePartial);
@@ -44,7 +52,7 @@ internal sealed class ModelValidation
 /// Every rule in one place, used by the analyzers (which report the diagnostics) and by the generator's parser (which
 /// emits only throwing member signatures when there is any): the two can never disagree about what is valid. The
 /// shared rules (partial, a model, adapter names, targets) are here; each method's own are its
-/// <see cref="Methods.PlanKind"/>.
+/// <see cref="Methods.PlanKind"/>; <c>[Quantize]</c>'s are <see cref="QuantizeValidator"/>.
 /// </summary>
 internal static class ModelValidator
 {
@@ -67,6 +75,15 @@ internal static class ModelValidator
     {
         var attributes = PlanAttributes(type, symbols);
         var diagnostics = new List<LoraDiagnostic>();
+        var quantize = symbols.QuantizeAttributeOf(type) is { } quantizeData ? QuantizeArguments.Read(quantizeData) : null;
+        if (attributes.IsEmpty)
+        {
+            // [Quantize] alone: nothing is generated for the class, only [Quantize]'s own rules apply (LORA0015 first).
+            if (quantize is not null)
+                QuantizeValidator.Check(quantize, $"[Quantize] on '{type.Name}'", hasPlan: false, diagnostics);
+            return new ModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Quantize = quantize };
+        }
+
         var arguments = attributes.Select(a => PlanArguments.Read(a.Data, a.Plan)).ToList();
         var name = type.Name;
         string Display(PlanArguments a) => $"{a.Display} on '{name}'";
@@ -166,7 +183,10 @@ internal static class ModelValidator
             }
         }
 
-        return new ModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Plans = plans.ToImmutableArray(), IsModel = isModel };
+        if (quantize is not null)
+            QuantizeValidator.Check(quantize, $"[Quantize] on '{name}'", hasPlan: true, diagnostics);
+
+        return new ModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Plans = plans.ToImmutableArray(), IsModel = isModel, Quantize = quantize };
     }
 
     /// <summary>Up to three modules for a message: <c>'path' (Type)</c>.</summary>

@@ -90,6 +90,37 @@ internal static class DiagnosticDescriptors
         "IA3 feed-forward modules must be targets",
         "{0}: FeedForward '{1}' {2}; every feed-forward module must be a target (PEFT requires feedforward_modules to be a subset of target_modules)");
 
+    public static readonly DiagnosticDescriptor QuantizeWithoutPlan = Create(
+        "LORA0015",
+        "[Quantize] needs an adapter plan",
+        "{0}: the class has no adapter plan attribute ([Lora], [IA3]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]");
+
+    public static readonly DiagnosticDescriptor InvalidQuantizeBlocksize = Create(
+        "LORA0016",
+        "Unsupported 4-bit block size",
+        "{0}: Blocksize = {1}; 4-bit weights use one of bitsandbytes' block sizes: {2}");
+
+    public static readonly DiagnosticDescriptor InvalidQuantizeDoubleQuant = Create(
+        "LORA0017",
+        "Double quantization of int8 weights",
+        "{0}: DoubleQuant = true with QuantizationType.Int8; double quantization applies to the block scales of 4-bit weights (Nf4, Fp4), int8 weights have one fp32 scale per row");
+
+    public static readonly DiagnosticDescriptor InvalidQuantizeCompute = Create(
+        "LORA0018",
+        "Unsupported compute dtype",
+        "{0}: {1}; the compute dtype must be ScalarType.Float32, ScalarType.BFloat16 or ScalarType.Float16");
+
+    public static readonly DiagnosticDescriptor InvalidQuantizeThreshold = Create(
+        "LORA0019",
+        "Int8 outlier threshold must not be negative",
+        "{0}: Int8Threshold = {1}; the outlier threshold must be at least 0 (0 turns the outlier decomposition off)");
+
+    public static readonly DiagnosticDescriptor QuantizeSettingIgnored = Create(
+        "LORA0020",
+        "[Quantize] setting has no effect for the quantization type",
+        "{0}: {1} has no effect with {2} ({3}); remove it",
+        DiagnosticSeverity.Warning);
+
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true,
             helpLinkUri: HelpBase + id + ".md");

@@ -8,6 +8,8 @@ internal static class WellKnownMetadataNames
     public const string LoraAttribute = "Lora.LoraAttribute";
     public const string IA3Attribute = "Lora.IA3Attribute";
     public const string AdaptsAttribute = "Lora.AdaptsAttribute";
+    public const string QuantizeAttribute = "Lora.QuantizeAttribute";
+    public const string QuantizationConfig = "Lora.Quantization.QuantizationConfig";
     public const string PeftModel = "Lora.IPeftModel";
     public const string AdapterHost = "Lora.Peft.IAdapterHost`1";
     public const string CausalLM = "Lora.Models.CausalLM";

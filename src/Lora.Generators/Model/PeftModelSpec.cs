@@ -12,7 +12,12 @@ namespace Lora.Generators.Model;
 /// <param name="Constructors">Base constructors to forward (empty when the class declares its own).</param>
 /// <param name="FromPretrainedConfigType">The config type of the constructor <c>(TConfig, ScalarType, Device?)</c> that
 /// <c>FromPretrained</c> calls; null when there is none (then no <c>FromPretrained</c> is emitted).</param>
-/// <param name="FromPretrainedHidesBase">True when a base type already declares <c>FromPretrained(string, ScalarType, Device?)</c>.</param>
+/// <param name="FromPretrainedHidesBase">True when a base type already declares
+/// <c>FromPretrained(string, ScalarType, Device?, QuantizationConfig?)</c> (every runtime architecture does).</param>
+/// <param name="ModulesToSave">The <c>ModulesToSave</c> of every plan, in declaration order, distinct: left unquantized
+/// by <c>FromPretrained</c> (they are trained in full). Empty for an invalid plan.</param>
+/// <param name="Quantize">The class's <c>[Quantize]</c>, or null: then <c>FromPretrained</c> loads dense unless asked
+/// otherwise, and no <c>DeclaredQuantization</c> is emitted.</param>
 /// <param name="Invalid">The ids of the diagnostics that make the plan invalid (<c>LORA0001, LORA0004</c>), or null:
 /// then every generated member keeps its signature and throws naming them, so user code calling them compiles and
 /// the LORA errors are the only ones.</param>
@@ -23,4 +28,6 @@ internal sealed record PeftModelSpec(
     EquatableArray<ConstructorSpec> Constructors,
     string? FromPretrainedConfigType,
     bool FromPretrainedHidesBase,
+    EquatableArray<string> ModulesToSave,
+    QuantizeSpec? Quantize,
     string? Invalid);

@@ -9,7 +9,7 @@ namespace Lora.Generators.Diagnostics.Analyzers;
 
 /// <summary>
 /// Runs <see cref="ModelValidator"/> (the rules the generator also checks before it emits anything) on every
-/// class carrying a plan attribute (<c>[Lora]</c>, <c>[IA3]</c>), and reports the diagnostics of this analyzer's rule family.
+/// class carrying a plan attribute (<c>[Lora]</c>, <c>[IA3]</c>) or <c>[Quantize]</c>, and reports the diagnostics of this analyzer's rule family.
 /// </summary>
 public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
 {
@@ -39,7 +39,7 @@ public abstract class LoraAnalyzerBase : DiagnosticAnalyzer
             context =>
             {
                 var type = (INamedTypeSymbol)context.Symbol;
-                if (ModelValidator.PlanAttributes(type, symbols).IsEmpty)
+                if (ModelValidator.PlanAttributes(type, symbols).IsEmpty && symbols.QuantizeAttributeOf(type) is null)
                     return;
                 var validation = ModelValidator.Validate(type, symbols, context.CancellationToken);
                 foreach (var diagnostic in validation.Diagnostics)

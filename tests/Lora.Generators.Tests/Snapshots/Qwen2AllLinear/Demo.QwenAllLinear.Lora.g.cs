@@ -31,12 +31,13 @@ namespace Demo
         global::System.Collections.Generic.IReadOnlyList<global::Lora.AdapterPlan> global::Lora.IPeftModel.AdapterPlans => AdapterPlans;
 
         /// <summary>Loads a Hugging Face model directory into this class (<c>CausalLM.FromPretrained</c>: config, dtype and
-        /// weights checked) and injects the declared adapters (fresh, trainable; load trained ones with <c>LoadAdapter</c>).</summary>
+        /// weights checked) and injects the declared adapters (fresh, trainable; load trained ones with <c>LoadAdapter</c>).
+        /// <paramref name="quantization"/> quantizes the base as it is read (QLoRA); null loads it as stored.</summary>
         /// <exception cref="global::Lora.LoraException">Bad or mismatched config, checkpoint or dtype.</exception>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
-        public static new global::Demo.QwenAllLinear FromPretrained(string directory, global::TorchSharp.torch.ScalarType dtype = global::TorchSharp.torch.ScalarType.Float32, global::TorchSharp.torch.Device? device = null)
+        public static new global::Demo.QwenAllLinear FromPretrained(string directory, global::TorchSharp.torch.ScalarType dtype = global::TorchSharp.torch.ScalarType.Float32, global::TorchSharp.torch.Device? device = null, global::Lora.Quantization.QuantizationConfig? quantization = null)
         {
-            var model = global::Lora.Models.CausalLM.FromPretrained<global::Demo.QwenAllLinear, global::Lora.Models.Qwen2Config>(directory, dtype, device, static (config, d, dev) => new global::Demo.QwenAllLinear(config, d, dev));
+            var model = global::Lora.Models.CausalLM.FromPretrained<global::Demo.QwenAllLinear, global::Lora.Models.Qwen2Config>(directory, dtype, device, static (config, d, dev) => new global::Demo.QwenAllLinear(config, d, dev), quantization);
             try
             {
                 model.InjectAdapters();
