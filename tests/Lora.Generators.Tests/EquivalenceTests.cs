@@ -30,6 +30,16 @@ public partial class LlamaWrongRankLora : LlamaForCausalLM
 {
 }
 
+[Lora(R = 8, Alpha = 16, Targets = "all-linear")]
+public partial class Qwen2AllLinearLora : Qwen2ForCausalLM
+{
+}
+
+[Lora(R = 8, Alpha = 16, Targets = "all-linear")]
+public partial class Gpt2AllLinearLora : Gpt2LMHeadModel
+{
+}
+
 /// <summary>
 /// The generated (typed, build-time-resolved) path and the dynamic (run-time-resolved, PEFT-config) path are the same
 /// thing: same adapter keys and shapes, same initial values under the same seed, and after loading the PEFT fixture
@@ -39,6 +49,23 @@ public partial class LlamaWrongRankLora : LlamaForCausalLM
 public class EquivalenceTests
 {
     private static string Peft(string @case, string part = "") => Path.Combine(AppContext.BaseDirectory, "fixtures", "peft", @case, part);
+
+    [Fact]
+    public void All_linear_selects_what_the_dynamic_path_selects_every_linear_layer_but_the_output_head()
+    {
+        using var scope = NewDisposeScope();
+        using (var generated = Qwen2AllLinearLora.FromPretrained(Peft("qwen2_all_linear", "base")))
+        using (var dynamic = CausalLM.FromPretrained(Peft("qwen2_all_linear", "base")))
+        {
+            var paths = PeftInjector.Inject(dynamic, Qwen2AllLinearLora.Plan);
+            Assert.Equal(paths.Order(StringComparer.Ordinal), generated.AdaptedLayers().Select(l => l.Path).Order(StringComparer.Ordinal));
+            Assert.Equal(7 * generated.Config.NumLayers, paths.Count);
+            Assert.DoesNotContain("lm_head", paths);
+        }
+
+        using var gpt2 = Gpt2AllLinearLora.FromPretrained(Peft("gpt2_c_attn", "base"));
+        Assert.Equal(4 * gpt2.Config.NumLayers, gpt2.AdaptedLayers().Count()); // c_attn, attn.c_proj, c_fc, mlp.c_proj
+    }
 
     [Fact]
     public void Generated_injection_creates_the_adapters_of_the_dynamic_path()

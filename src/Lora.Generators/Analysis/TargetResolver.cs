@@ -92,6 +92,8 @@ internal static class TargetResolver
     public static TargetResolution Resolve(ImmutableArray<ModuleNode> nodes, string pattern, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform, ImmutableArray<string> kinds)
     {
         var available = AvailableLeaves(nodes, kinds);
+        if (string.Equals(pattern, AllLinear, StringComparison.OrdinalIgnoreCase))
+            return ResolveAllLinear(nodes, modulesToSave, layersToTransform, kinds, available);
         var regex = TryCreateRegex(pattern, out var error);
         if (regex is null)
             return new TargetResolution { RegexError = error, AvailableLeaves = available };
@@ -136,6 +138,33 @@ internal static class TargetResolver
             OutsideLayers = outsideLayers.ToImmutableArray(),
             AvailableLeaves = available,
         };
+    }
+
+    /// <summary>PEFT's <c>all-linear</c> shorthand (<c>tuners_utils._maybe_include_all_linear_layers</c>).</summary>
+    public const string AllLinear = "all-linear";
+
+    /// <summary>The output head, which <c>all-linear</c> leaves out (PEFT excludes the output embedding layer).</summary>
+    private const string OutputHead = "lm_head";
+
+    /// <summary><c>all-linear</c>: every host of the method's first (linear) adapter kind except the output head,
+    /// the modules to save, and (with <c>LayersToTransform</c>) modules in no numbered layer.</summary>
+    private static TargetResolution ResolveAllLinear(ImmutableArray<ModuleNode> nodes, IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layersToTransform, ImmutableArray<string> kinds, ImmutableArray<string> available)
+    {
+        var targets = new List<TargetMatch>();
+        var outsideLayers = new List<ModuleNode>();
+        foreach (var node in nodes)
+        {
+            if (kinds.IsEmpty || !node.IsHost || node.HostKind != kinds[0] || node.PathTemplate == OutputHead || IsModuleToSave(node, modulesToSave))
+                continue;
+            var layerOrdinal = LayerOrdinal(node);
+            if (layersToTransform is not null && layerOrdinal < 0)
+                outsideLayers.Add(node);
+            else
+                targets.Add(new TargetMatch(node, false, layerOrdinal));
+        }
+
+        targets.Sort((a, b) => string.CompareOrdinal(a.Node.PathTemplate, b.Node.PathTemplate));
+        return new TargetResolution { Targets = targets.ToImmutableArray(), OutsideLayers = outsideLayers.ToImmutableArray(), AvailableLeaves = available };
     }
 
     /// <summary>Leaf names of the hosts of <paramref name="kinds"/>' first kind, in tree order.</summary>

@@ -19,11 +19,11 @@ namespace Demo
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public static global::System.Collections.Generic.IReadOnlyList<global::Lora.AdapterPlan> AdapterPlans { get; } = new global::Lora.AdapterPlan[]
         {
-            // [Lora(Targets = "(q|k|v|o|gate|up|down)_proj")]: 7 target field(s).
-            new global::Lora.AdapterPlan("default", new global::Lora.LoraAttribute { R = 16, Alpha = 32.0, Targets = "(q|k|v|o|gate|up|down)_proj" }.ToConfig()),
+            // [Lora(Targets = "all-linear")]: 7 target field(s).
+            new global::Lora.AdapterPlan("default", new global::Lora.LoraAttribute { R = 16, Alpha = 32.0, Targets = "all-linear" }.ToConfig()),
         };
 
-        /// <summary>The plan of adapter <c>default</c>, as declared by <c>[Lora(Targets = "(q|k|v|o|gate|up|down)_proj", ...)]</c>.</summary>
+        /// <summary>The plan of adapter <c>default</c>, as declared by <c>[Lora(Targets = "all-linear", ...)]</c>.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public static global::Lora.Tuners.LoRA.LoraConfig Plan => (global::Lora.Tuners.LoRA.LoraConfig)AdapterPlans[0].Config;
 
