@@ -39,6 +39,12 @@ public static class ModulesToSave
         var missing = names.Where(n => !paths.Any(p => p == n || p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
         if (missing.Count > 0)
             throw new LoraException($"modules_to_save names {string.Join(", ", missing)}, which this model does not have.");
+        var quantized = Quantization.ModelQuantizer.QuantizedLayers(model)
+            .Where(l => paths.Any(p => l.Path == p || l.Path.StartsWith(p + ".", StringComparison.Ordinal)))
+            .Select(l => l.Path)
+            .ToList();
+        if (quantized.Count > 0)
+            throw new LoraException($"modules_to_save includes quantized layers ({string.Join(", ", quantized.Take(3))}{(quantized.Count > 3 ? ", ..." : "")}), whose weights cannot train: load the model with them left dense (QuantizationConfig.Skipping, as --quantize and [Quantize] do for modules_to_save).");
         return paths;
     }
 }

@@ -316,4 +316,20 @@ public class QuantizedModelTests
         Assert.Contains("model.layers.0.self_attn.q_proj", quantized);
         Assert.Equal(["lm_head", "down_proj", "model.layers.1.self_attn"], config.SkipModules);
     }
+
+    [Fact]
+    public void Modules_to_save_on_a_quantized_layer_are_refused_with_the_fix()
+    {
+        using var scope = NewDisposeScope();
+        using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"), quantization: Nf4Dq);
+        var config = new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = TargetModules.FromNames(["q_proj"]), ModulesToSave = ["down_proj"] };
+        PeftInjector.Inject(model, config);
+        var e = Assert.Throws<LoraException>(() => model.MarkTrainable(config));
+        Assert.Contains("model.layers.0.mlp.down_proj", e.Message);
+        Assert.Contains("Skipping", e.Message);
+
+        using var skipped = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"), quantization: Nf4Dq.Skipping(config.ModulesToSave!));
+        PeftInjector.Inject(skipped, config);
+        Assert.Contains(skipped.MarkTrainable(config), p => p.Name == "model.layers.0.mlp.down_proj.weight");
+    }
 }
