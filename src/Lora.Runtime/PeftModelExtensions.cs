@@ -150,6 +150,10 @@ public static class PeftModelExtensions
                 trainable += p.numel();
         }
 
+        // A quantized weight is buffers, not a parameter, but still the model's parameters: PEFT counts a Params4bit
+        // as twice its packed bytes (get_nb_trainable_parameters), i.e. its element count, as here.
+        all += Quantization.ModelQuantizer.QuantizedLayers(model)
+            .Sum(l => l.Base is Modules.Bases.FourBitLinear f ? 2 * f.QuantizedWeight.Packed.numel() : l.Base.InFeatures * l.Base.OutFeatures);
         return (trainable, all);
     }
 

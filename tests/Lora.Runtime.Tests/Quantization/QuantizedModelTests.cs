@@ -332,4 +332,19 @@ public class QuantizedModelTests
         PeftInjector.Inject(skipped, config);
         Assert.Contains(skipped.MarkTrainable(config), p => p.Name == "model.layers.0.mlp.down_proj.weight");
     }
+
+    [Fact]
+    public void Parameter_counts_include_the_quantized_weights_as_peft_counts_them()
+    {
+        using var scope = NewDisposeScope();
+        using var dense = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        using var quantized = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"), quantization: Nf4Dq);
+        var config = new LoraConfig { R = 8, LoraAlpha = 16, TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]) };
+        PeftInjector.Inject(dense, config);
+        PeftInjector.Inject(quantized, config);
+        dense.MarkTrainable(config);
+        quantized.MarkTrainable(config);
+        Assert.Equal(dense.ParameterCounts(), quantized.ParameterCounts());
+        Assert.Equal(dense.TrainableParametersSummary(), quantized.TrainableParametersSummary());
+    }
 }
