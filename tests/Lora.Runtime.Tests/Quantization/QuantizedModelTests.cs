@@ -128,7 +128,17 @@ public class QuantizedModelTests
         PeftAdapter.Load(dense, qloraDir);
     }
 
-    private static (List<double> Losses, string Directory) TrainAllLinear(QuantizationConfig? quantization)
+    [Fact]
+    public void Qlora_with_gradient_checkpointing_gives_the_same_run()
+    {
+        var (plain, _) = TrainAllLinear(Nf4Dq, steps: 3);
+        var (checkpointed, _) = TrainAllLinear(Nf4Dq, steps: 3, gradientCheckpointing: true);
+        Assert.Equal(plain.Count, checkpointed.Count);
+        for (var i = 0; i < plain.Count; i++)
+            TrainerFixtures.Relative(plain[i], checkpointed[i], 1e-5, $"loss {i}");
+    }
+
+    private static (List<double> Losses, string Directory) TrainAllLinear(QuantizationConfig? quantization, int steps = 12, bool gradientCheckpointing = false)
     {
         var data = TrainerFixtures.Examples(TrainerFixtures.TrainTrace("batch.safetensors"), labelsFromFile: true);
         using var model = CausalLM.FromPretrained(TrainerFixtures.TrainTrace("base"), quantization: quantization);
@@ -136,7 +146,7 @@ public class QuantizedModelTests
         torch.manual_seed(1);
         PeftInjector.Inject(model, config);
         var outDir = Fixtures.TempDirectory();
-        var options = new TrainingOptions { LearningRate = 1e-2, MaxSteps = 12, BatchSize = 2, LoggingSteps = 1, SaveSteps = 0, Seed = 1, Sampling = SamplingStrategy.Sequential };
+        var options = new TrainingOptions { LearningRate = 1e-2, MaxSteps = steps, BatchSize = 2, LoggingSteps = 1, SaveSteps = 0, Seed = 1, Sampling = SamplingStrategy.Sequential, GradientCheckpointing = gradientCheckpointing };
         TrainingResult result;
         using (var trainer = new Trainer(model, options, outDir, data, adapterConfig: config))
             result = trainer.Train();
