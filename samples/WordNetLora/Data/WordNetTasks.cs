@@ -94,7 +94,7 @@ public static partial class WordNetTasks
     }
 
     /// <summary>Direct antonym pairs of single lower-case words that are not <see cref="SpelledAlike"/> (so
-    /// "able/unable" and "useful/useless" are left out: their answer is spelling, not knowledge), each word in one pair
+    /// "able/unable" and "meaningful/meaningless" are left out: their answer is mostly spelling), each word in one pair
     /// only; the pairs whose rarer word is most frequent (as that part of speech, in SemCor) first.</summary>
     public static IReadOnlyList<(Fact AtoB, Fact BtoA)> AntonymPairs(WordNet wordNet, int count)
     {
@@ -260,7 +260,8 @@ public static partial class WordNetTasks
     private static string FirstUpperIfStart(string template, string placeholder, string article) =>
         template.StartsWith(placeholder, StringComparison.Ordinal) ? char.ToUpperInvariant(article[0]) + article[1..] : article;
 
-    /// <summary>One word contains the other, or they share their first four letters (a prefix or suffix swap).</summary>
+    /// <summary>One word contains the other, or they share their first four letters (a suffix swap such as
+    /// -ful/-less on a stem of four letters or more; "useful/useless", three, is kept).</summary>
     public static bool SpelledAlike(string a, string b) =>
         a.Contains(b, StringComparison.Ordinal) || b.Contains(a, StringComparison.Ordinal) ||
         (a.Length >= 4 && b.Length >= 4 && a.AsSpan(0, 4).SequenceEqual(b.AsSpan(0, 4)));
