@@ -3,13 +3,12 @@ using Lora.Bench;
 return args.FirstOrDefault() switch
 {
     "load-memory" => LoadMemory.Run(args[1..]),
-    "make-tiny-llama" => MakeTinyLlama.Run(args[1..]),
     "train-throughput" => TrainThroughput.Run(args[1..]),
     _ => Usage(),
 };
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32] | make-tiny-llama [DIR] | train-throughput [--layers N --hidden N --seq N --batch N --targets LIST --device D]");
+    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32] | train-throughput [--layers N --hidden N --seq N --batch N --targets LIST --device D]");
     return 2;
 }

@@ -70,7 +70,7 @@ internal static class GenerateCommand
             var result = TokenGenerator.Generate(session.Model, [promptIds], options, tokenizer.PadTokenId ?? 0,
                 stop: (_, generated) =>
                 {
-                    var text = Text(tokenizer, generated, stopIds);
+                    var text = TextGenerator.Decode(tokenizer, generated, stopIds);
                     var hit = stops.Any(s => text.Contains(s, StringComparison.Ordinal));
                     if (streaming)
                     {
@@ -89,7 +89,7 @@ internal static class GenerateCommand
                     return hit;
                 })[0];
 
-            var completion = Trim(Text(tokenizer, result.Tokens, stopIds), stops);
+            var completion = Trim(TextGenerator.Decode(tokenizer, result.Tokens, stopIds), stops);
             if (streaming)
             {
                 if (completion.Length > printed)
@@ -108,9 +108,6 @@ internal static class GenerateCommand
         });
         return command;
     }
-
-    private static string Text(HfTokenizer tokenizer, IReadOnlyList<int> ids, IReadOnlyList<int> stopIds) =>
-        TextGenerator.Decode(tokenizer, ids, stopIds);
 
     private static string Trim(string text, string[] stops)
     {
