@@ -86,7 +86,9 @@ public static class MainJob
 
         // Before: the adapters are injected with B = 0 (PEFT's init), so the model computes exactly the base model.
         var baseLoss = Evaluator.Evaluate(model, evalExamples.Examples).Loss;
-        var before = ExactMatchEvaluator.Evaluate(model, tokenizer, evalRecords, PromptTemplate.Alpaca, job.MaxNewTokens);
+        // One prompt at a time (batchSize 1): the very computation `lora generate --template alpaca --instruction …`
+        // runs, so every answer in answers.jsonl can be reproduced with it bit for bit.
+        var before = ExactMatchEvaluator.Evaluate(model, tokenizer, evalRecords, PromptTemplate.Alpaca, job.MaxNewTokens, batchSize: 1);
         Console.WriteLine();
         Console.WriteLine($"base model on the held-out set: eval loss {baseLoss.ToString("F4", Inv)}, exact match {Score(before)}");
         ShowAnswers("base", before, shown);
@@ -118,7 +120,7 @@ public static class MainJob
         }
 
         model.eval();
-        var after = ExactMatchEvaluator.Evaluate(model, tokenizer, evalRecords, PromptTemplate.Alpaca, job.MaxNewTokens);
+        var after = ExactMatchEvaluator.Evaluate(model, tokenizer, evalRecords, PromptTemplate.Alpaca, job.MaxNewTokens, batchSize: 1);
         tensorBoard.AddScalar("eval/exact_match", before.Score, 0);
         tensorBoard.AddScalar("eval/exact_match", after.Score, result.GlobalStep);
         var trainRows = result.LogHistory.Where(e => e.Loss is not null).ToList();

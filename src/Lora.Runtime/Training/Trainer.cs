@@ -260,7 +260,7 @@ public sealed class Trainer : IDisposable
         if (!overwrite)
         {
             throw new LoraException($"{outputDirectory}: the output directory is not empty (an earlier run?); choose another, " +
-                "resume it (--resume), or overwrite it (--overwrite; TrainingOptions.OverwriteOutputDirectory).");
+                "resume from its checkpoints, or overwrite it (--overwrite; TrainingOptions.OverwriteOutputDirectory).");
         }
 
         foreach (var dir in Directory.EnumerateDirectories(outputDirectory))
