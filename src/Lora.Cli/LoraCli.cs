@@ -21,6 +21,9 @@ public static class LoraCli
             QuantizeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),
+            RewardCommand.Create(stdout, stderr),
+            ScoreCommand.Create(stdout, stderr),
+            DpoCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
