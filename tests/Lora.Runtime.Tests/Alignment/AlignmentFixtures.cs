@@ -46,10 +46,10 @@ internal static class AlignmentFixtures
     public static Tensor Tensor2(JsonElement e) => tensor(Matrix(e));
 
     /// <summary>A fresh base model with a LoRA adapter (zero B unless <paramref name="randomB"/>), seeded.</summary>
-    public static (CausalLM Model, LoraConfig Config) LoraModel(bool randomB = false, int seed = 3, double dropout = 0, string[]? modulesToSave = null)
+    public static (CausalLM Model, LoraConfig Config) LoraModel(bool randomB = false, int seed = 3, double dropout = 0, string[]? modulesToSave = null, TargetModules? targets = null)
     {
         var model = CausalLM.FromPretrained(BaseModel);
-        var config = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = dropout, TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]), ModulesToSave = modulesToSave };
+        var config = new LoraConfig { R = 4, LoraAlpha = 8, LoraDropout = dropout, TargetModules = targets ?? TargetModules.FromNames(["q_proj", "v_proj"]), ModulesToSave = modulesToSave };
         torch.manual_seed(seed);
         PeftInjector.Inject(model, randomB ? config with { InitLoraWeights = "false" } : config);
         return (model, config);

@@ -13,7 +13,7 @@ namespace Lora.Runtime.Tests.Alignment;
 /// <summary>DPO: TRL's formulas, metrics at init against a hand computation, the zero-init identity, learning,
 /// exact resume, memory.</summary>
 [Collection(Training.TrainerCollection.Name)]
-public class DpoTests
+public class DpoTests : SingleThreaded
 {
     [Fact]
     public void Losses_match_TRL_formulas_for_every_loss_type()

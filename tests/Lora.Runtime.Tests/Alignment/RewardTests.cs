@@ -12,7 +12,7 @@ namespace Lora.Runtime.Tests.Alignment;
 
 /// <summary>Reward-model training: TRL's formulas, a hand computation, held-out accuracy, the saved PEFT layout.</summary>
 [Collection(Training.TrainerCollection.Name)]
-public class RewardTests
+public class RewardTests : SingleThreaded
 {
     [Fact]
     public void Loss_matches_TRL_reward_trainer_formulas()
