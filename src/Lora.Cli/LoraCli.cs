@@ -24,6 +24,7 @@ public static class LoraCli
             RewardCommand.Create(stdout, stderr),
             ScoreCommand.Create(stdout, stderr),
             DpoCommand.Create(stdout, stderr),
+            GrpoCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
