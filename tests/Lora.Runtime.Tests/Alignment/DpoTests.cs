@@ -194,7 +194,7 @@ public class DpoTests : SingleThreaded
         var (model, config) = LoraModel();
         var live = new List<long>();
         using (model)
-        using (var trainer = new Trainer(model, Options with { MaxSteps = 14, LoggingSteps = 3 }, Fixtures.TempDirectory(), new DpoObjective(VowelPairs(12, 1), Pad),
+        using (var trainer = new Trainer(model, Options with { MaxSteps = 14, LoggingSteps = 3, SaveSteps = 4 }, Fixtures.TempDirectory(), new DpoObjective(VowelPairs(12, 1), Pad),
                    new DpoObjective(VowelPairs(4, 2), Pad, new DpoOptions { PrecomputeRefLogProbs = true }), config))
         {
             trainer.StepCompleted += _ => live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount);

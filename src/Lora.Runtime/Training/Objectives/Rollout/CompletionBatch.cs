@@ -35,11 +35,15 @@ internal sealed class CompletionBatch : IDisposable
     /// <summary>Real (non-padding) tokens.</summary>
     public long RealTokens { get; }
 
-    public static CompletionBatch Build(IReadOnlyList<int[]> prompts, IReadOnlyList<IReadOnlyList<int>> completions, int padTokenId)
+    /// <param name="prompts">The prompts' tokens.</param>
+    /// <param name="completions">The completions' tokens.</param>
+    /// <param name="padTokenId">Written on padding.</param>
+    /// <param name="completionWidth">C, when it must match other tensors (default: the longest completion).</param>
+    public static CompletionBatch Build(IReadOnlyList<int[]> prompts, IReadOnlyList<IReadOnlyList<int>> completions, int padTokenId, int? completionWidth = null)
     {
         var b = prompts.Count;
         var p = Math.Max(1, prompts.Max(x => x.Length));
-        var c = Math.Max(1, completions.Max(x => x.Count));
+        var c = completionWidth ?? Math.Max(1, completions.Max(x => x.Count));
         var ids = new long[b * (p + c)];
         var mask = new long[b * (p + c)];
         var compIds = new long[b * c];
