@@ -25,6 +25,7 @@ public static class LoraCli
             ScoreCommand.Create(stdout, stderr),
             DpoCommand.Create(stdout, stderr),
             GrpoCommand.Create(stdout, stderr),
+            PpoCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
