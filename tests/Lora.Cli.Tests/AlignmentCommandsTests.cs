@@ -123,10 +123,15 @@ public sealed class AlignmentCommandsTests
         var dir = TempDirectory();
         var pairs = Pairs(dir);
         var outDir = Path.Combine(dir, "dpo");
-        var (code, stdout, stderr) = Run("dpo", "--model", ModelWithTokenizer("llama_qv"), "--data", pairs, "--eval-data", pairs, "--out", outDir, "--device", "cpu",
-            "--batch-size", "4", "--max-steps", "2", "--logging-steps", "1", "--save-steps", "0", "--learning-rate", "1e-2", "--json");
+        string[] args = ["dpo", "--model", ModelWithTokenizer("llama_qv"), "--data", pairs, "--eval-data", pairs, "--out", outDir, "--device", "cpu",
+            "--batch-size", "4", "--max-steps", "2", "--logging-steps", "1", "--save-steps", "0", "--learning-rate", "1e-2", "--json"];
+        var (code, stdout, stderr) = Run(args);
         Assert.True(code == 0, stderr);
+        Assert.True(Directory.Exists(JsonDocument.Parse(stdout).RootElement.GetProperty("tensorboard").GetString()));
         var rows = Metrics(outDir);
+        // --eval-on-start (default with eval data, as lora train): the untrained policy is its reference, loss ln 2.
+        Assert.Equal(0, rows[0].GetProperty("step").GetInt32());
+        Assert.Equal(Math.Log(2), rows[0].GetProperty("eval_loss").GetDouble(), 5);
         var first = rows.First(r => r.TryGetProperty("loss", out _));
         // A new LoRA adapter (B = 0) is the reference: every pair's implicit reward margin is 0.
         Assert.Equal(Math.Log(2), first.GetProperty("loss").GetDouble(), 5);
@@ -136,6 +141,12 @@ public sealed class AlignmentCommandsTests
         var eval = rows.Last(r => r.TryGetProperty("eval_loss", out _));
         Assert.True(eval.TryGetProperty("eval_rewards/margins", out var margin));
         Assert.True(margin.GetDouble() > 0, $"eval margin {margin.GetDouble()}");
+
+        // A second fresh run into the same --out is refused before anything loads (as lora train).
+        (code, _, stderr) = Run(args);
+        Assert.Equal(1, code);
+        Assert.Contains("the output directory is not empty", stderr);
+        Assert.DoesNotContain("   at ", stderr);
     }
 
     [Fact]

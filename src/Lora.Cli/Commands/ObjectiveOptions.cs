@@ -53,6 +53,8 @@ internal sealed class ObjectiveOptions
     public readonly Option<int> LoggingSteps = new("--logging-steps") { Description = "Log every N steps.", DefaultValueFactory = _ => 10 };
     public readonly Option<string?> EvalData = new("--eval-data") { Description = "Evaluation data (same format as --data)." };
     public readonly Option<int?> EvalSteps = new("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
+    public readonly Option<bool> EvalOnStart = new("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
+    public readonly Option<bool> Overwrite = new("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
     public readonly Option<int> SaveSteps = new("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
     public readonly Option<int?> SaveTotalLimit = new("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
     public readonly Option<string?> Resume = new("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
@@ -80,7 +82,7 @@ internal sealed class ObjectiveOptions
                  {
                      Model, Data, Out, InitAdapter, Method, R, Alpha, Targets, LoraDropout, FeedForward, Template, MaxLength, LearningRate, WeightDecay,
                      Scheduler, WarmupSteps, WarmupRatio, Epochs, MaxSteps, BatchSize, GradAccum, MaxGradNorm, NoShuffle, GroupByLength, LoggingSteps,
-                     EvalData, EvalSteps, SaveSteps, SaveTotalLimit, Resume, Seed, Bf16, Checkpointing, Device, Json, Offload,
+                     EvalData, EvalSteps, EvalOnStart, Overwrite, SaveSteps, SaveTotalLimit, Resume, Seed, Bf16, Checkpointing, Device, Json, Offload,
                  })
             command.Options.Add(option);
         foreach (var option in Quantize.All)
@@ -145,6 +147,8 @@ internal sealed class ObjectiveOptions
             Sampling = parse.GetValue(NoShuffle) ? SamplingStrategy.Sequential : parse.GetValue(GroupByLength) ? SamplingStrategy.GroupByLength : SamplingStrategy.Random,
             LoggingSteps = parse.GetValue(LoggingSteps),
             EvalSteps = parse.GetValue(EvalSteps),
+            EvalOnStart = parse.GetValue(EvalOnStart) && parse.GetValue(EvalData) is not null,
+            OverwriteOutputDirectory = parse.GetValue(Overwrite),
             SaveSteps = parse.GetValue(SaveSteps),
             SaveTotalLimit = parse.GetValue(SaveTotalLimit),
             MaxLength = parse.GetValue(MaxLength),
@@ -154,6 +158,8 @@ internal sealed class ObjectiveOptions
         };
         options.Validate();
         var quantization = Quantize.Read(parse, parse.GetValue(Device)!);
+        if (resumeFrom is null)
+            Trainer.PrepareOutputDirectory(outDir, options.OverwriteOutputDirectory); // before anything loads
         return new Request(options, quantization, resumeFrom, parse.GetValue(Model)!, outDir, parse.GetValue(Json), methodName);
     }
 
@@ -236,6 +242,8 @@ internal sealed class ObjectiveOptions
         info.WriteLine($"{summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {model.parameters().First().device.type.ToString().ToLowerInvariant()}");
         trainer.Message += m => info.WriteLine(m);
         trainer.Logged += e => info.WriteLine(FormatLog(e, trainer.TotalSteps));
+        var tensorBoard = new TensorBoardLogger(Path.Combine(request.OutDir, TensorBoardLogger.DefaultDirectoryName));
+        tensorBoard.Attach(trainer);
         var result = trainer.Train(request.ResumeFrom);
 
         var lastTrain = result.LogHistory.LastOrDefault(e => !e.IsEval);
@@ -245,6 +253,7 @@ internal sealed class ObjectiveOptions
             var json = new Dictionary<string, object?>
             {
                 ["final_loss"] = result.FinalLoss,
+                ["train_loss"] = lastTrain?.Loss,
                 ["eval_loss"] = result.EvalLoss,
                 ["steps"] = result.GlobalStep,
                 ["output_dir"] = Path.GetFullPath(result.OutputDirectory),
@@ -252,6 +261,7 @@ internal sealed class ObjectiveOptions
                 ["checkpoints"] = result.Checkpoints.Select(Path.GetFullPath),
                 ["metrics"] = Path.GetFullPath(result.MetricsPath),
                 ["loss_curve"] = Path.GetFullPath(result.LossCurvePath),
+                ["tensorboard"] = Path.GetFullPath(tensorBoard.LogDirectory),
                 ["train_metrics"] = lastTrain?.Metrics,
                 ["eval_metrics"] = lastEval?.Metrics,
             };
@@ -262,13 +272,17 @@ internal sealed class ObjectiveOptions
         else
         {
             var evalText = result.EvalLoss is { } el ? $", eval loss {el.ToString("F4", Inv)}" : string.Empty;
-            stdout.WriteLine($"done: {result.GlobalStep} steps, final loss {result.FinalLoss.ToString("F4", Inv)}{evalText}");
+            // As lora train: the loss printed is a row of metrics.jsonl (the mean over the last logging window).
+            var trainRows = result.LogHistory.Where(e => e.Loss is not null).ToList();
+            var lossText = trainRows.Count == 0 ? $"last step's loss {result.FinalLoss.ToString("F4", Inv)}"
+                : $"train loss {trainRows[^1].Loss!.Value.ToString("F4", Inv)} (mean of steps {(trainRows.Count > 1 ? trainRows[^2].Step + 1 : 1)}-{trainRows[^1].Step}, the last train row of metrics.jsonl)";
+            stdout.WriteLine($"done: {result.GlobalStep} steps, {lossText}{evalText}");
             if (lastTrain?.Metrics is { Count: > 0 } m)
                 stdout.WriteLine($"last logged: {Metrics(m)}");
             if (lastEval?.Metrics is { Count: > 0 } em)
                 stdout.WriteLine($"last eval: {Metrics(em)}");
             stdout.WriteLine($"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})");
-            stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}");
+            stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
         }
 
         return result;
