@@ -20,7 +20,7 @@ internal static class GrpoCommand
         var reference = new ReferenceOptions();
         var rewards = new RewardSourceOptions();
         var generations = new Option<int>("--num-generations") { Description = "Completions sampled per prompt (the group).", DefaultValueFactory = _ => 8 };
-        var maxCompletion = new Option<int>("--max-completion-length") { Description = "Tokens generated at most per completion.", DefaultValueFactory = _ => 512 };
+        var maxCompletion = new Option<int>("--max-completion-length") { Description = "Tokens generated at most per completion.", DefaultValueFactory = _ => new GrpoOptions().MaxCompletionLength };
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (also applied to the scored logits).", DefaultValueFactory = _ => 1.0 };
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold (1 = off).", DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int>("--top-k") { Description = "Sample from the k most likely tokens (0 = off)." };

@@ -32,8 +32,9 @@ public sealed record GrpoOptions
     /// <summary><c>num_generations</c> (8): completions sampled per prompt (the group, G).</summary>
     public int NumGenerations { get; init; } = 8;
 
-    /// <summary><c>max_completion_length</c> (512): tokens generated at most per completion.</summary>
-    public int MaxCompletionLength { get; init; } = 512;
+    /// <summary><c>max_completion_length</c> (256, <c>GRPOConfig.max_completion_length</c>): tokens generated at most
+    /// per completion.</summary>
+    public int MaxCompletionLength { get; init; } = 256;
 
     /// <summary><c>temperature</c> (1.0): sampling temperature, also applied to the logits the log-probs are taken
     /// from.</summary>
