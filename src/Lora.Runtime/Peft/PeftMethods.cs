@@ -1,5 +1,8 @@
 using Lora.Tuners.IA3;
 using Lora.Tuners.LoRA;
+using Lora.Tuners.PrefixTuning;
+using Lora.Tuners.PromptTuning;
+using Lora.Tuners.PTuning;
 
 namespace Lora.Peft;
 
@@ -15,6 +18,9 @@ public static class PeftMethods
     [
         LoraMethod.Instance,
         Ia3Method.Instance,
+        PrefixTuningMethod.Instance,
+        PromptTuningMethod.Instance,
+        PTuningMethod.Instance,
     ];
 
     /// <summary>The method of <c>peft_type</c> <paramref name="peftType"/>, or null.</summary>
