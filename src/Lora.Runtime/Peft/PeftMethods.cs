@@ -1,3 +1,4 @@
+using Lora.Tuners.Bottleneck;
 using Lora.Tuners.IA3;
 using Lora.Tuners.LoRA;
 using Lora.Tuners.PrefixTuning;
@@ -21,6 +22,7 @@ public static class PeftMethods
         PrefixTuningMethod.Instance,
         PromptTuningMethod.Instance,
         PTuningMethod.Instance,
+        BottleneckMethod.Instance,
     ];
 
     /// <summary>The method of <c>peft_type</c> <paramref name="peftType"/>, or null.</summary>
