@@ -100,6 +100,20 @@ public abstract class PromptLearningMethod<TConfig> : PeftMethod
         return [CausalLM.PromptEncoderName];
     }
 
+    /// <summary>A file for a build-time plan must have the plan's number of virtual tokens, and what the plan's
+    /// encoder is built with (<see cref="OwnDifferences"/>).</summary>
+    public override IEnumerable<string> Differences(PeftConfig file, PeftConfig plan)
+    {
+        var (f, p) = (Typed(file), Typed(plan));
+        if (f.NumVirtualTokens != p.NumVirtualTokens)
+            yield return $"num_virtual_tokens = {f.NumVirtualTokens} (plan: {p.NumVirtualTokens})";
+        foreach (var difference in OwnDifferences(f, p))
+            yield return difference;
+    }
+
+    /// <summary>The method's own fields that must agree between a file and a plan.</summary>
+    protected virtual IEnumerable<string> OwnDifferences(TConfig file, TConfig plan) => [];
+
     /// <summary>Loaded adapters are built in their saved form (PEFT's <c>inference_mode</c>).</summary>
     public override PeftConfig ForLoading(PeftConfig config) => Typed(config) with { InferenceMode = true };
 

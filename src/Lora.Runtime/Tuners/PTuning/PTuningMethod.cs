@@ -43,6 +43,14 @@ public sealed class PTuningMethod : PromptLearningMethod<PTuningConfig>
         fields["encoder_dropout"] = config.EncoderDropout;
     }
 
+    protected override IEnumerable<string> OwnDifferences(PTuningConfig file, PTuningConfig plan)
+    {
+        if (file.EncoderType != plan.EncoderType)
+            yield return $"encoder_reparameterization_type = {file.EncoderType} (plan: {plan.EncoderType})";
+        if (plan.EncoderHiddenSize is { } hidden && file.EncoderHiddenSize != hidden)
+            yield return $"encoder_hidden_size = {file.EncoderHiddenSize} (plan: {hidden})";
+    }
+
     protected override PTuningConfig PrepareOwn(CausalLM model, PTuningConfig config)
     {
         if (config.EncoderHiddenSize is <= 0)

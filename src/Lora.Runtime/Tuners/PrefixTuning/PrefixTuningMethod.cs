@@ -44,6 +44,14 @@ public sealed class PrefixTuningMethod : PromptLearningMethod<PrefixTuningConfig
         fields["init_weights"] = config.InitToZero ? "zero" : null;
     }
 
+    protected override IEnumerable<string> OwnDifferences(PrefixTuningConfig file, PrefixTuningConfig plan)
+    {
+        if (file.PrefixProjection != plan.PrefixProjection)
+            yield return $"prefix_projection = {file.PrefixProjection} (plan: {plan.PrefixProjection})";
+        else if (plan.PrefixProjection && plan.EncoderHiddenSize is { } hidden && file.EncoderHiddenSize != hidden)
+            yield return $"encoder_hidden_size = {file.EncoderHiddenSize} (plan: {hidden})";
+    }
+
     protected override (int TokenDim, int Heads) Dimensions(ModelConfig model) => (model.NumKvHeads * model.HeadDim, model.NumKvHeads);
 
     protected override PrefixTuningConfig PrepareOwn(CausalLM model, PrefixTuningConfig config)
