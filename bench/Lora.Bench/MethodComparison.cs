@@ -151,7 +151,7 @@ internal static class MethodComparison
     {
         var source = Path.Combine(outDir, "random");
         Directory.CreateDirectory(source);
-        var tokenizerDir = Path.Combine(AppContext.BaseDirectory, "tiny-llama-tokenizer");
+        var tokenizerDir = Path.Combine(AppContext.BaseDirectory, "bytes-tokenizer");
         foreach (var f in new[] { "tokenizer.json", "tokenizer_config.json" })
             File.Copy(Path.Combine(tokenizerDir, f), Path.Combine(source, f), overwrite: true);
         File.WriteAllText(Path.Combine(source, "config.json"), JsonSerializer.Serialize(new

@@ -71,7 +71,6 @@ internal static class QloraStep
 
         var (lora, loraOpt) = Build(quantize: false);
         var (qlora, qloraOpt) = Build(quantize: true);
-        Console.Error.WriteLine($"lora: {lora.TrainableParametersSummary()}; qlora: {qlora.TrainableParametersSummary()}; lora requires_grad {lora.parameters().Count(p => p.requires_grad)}, qlora {qlora.parameters().Count(p => p.requires_grad)}");
         using var ids = randint(0, vocab, [batch, seq], dtype: ScalarType.Int64, device: device);
 
         double Time(CausalLM model, AdamW optimizer)
@@ -108,6 +107,7 @@ internal static class QloraStep
             lora_tokens_per_s = Math.Round(bestLora, 1),
             qlora_tokens_per_s = Math.Round(bestQlora, 1),
             qlora_over_lora = Math.Round(bestQlora / bestLora, 3),
+            trainable = qlora.TrainableParametersSummary(),
         }));
         lora.Dispose();
         qlora.Dispose();

@@ -49,6 +49,9 @@ public sealed class QuantizeCommandTests
         {
             using var loaded = CausalLM.FromPretrained(outDir);
             Assert.Equal(128, ((Lora.Modules.Bases.FourBitLinear)ModelQuantizer.QuantizedLayers(loaded).First().Base).QuantizedWeight.Blocksize);
+            Assert.Equal(128, loaded.Quantization!.Blocksize); // read from the weights: quantization_config has no block size
+            using var again = CausalLM.FromPretrained(outDir, quantization: new QuantizationConfig { Type = QuantizationType.Fp4 });
+            Assert.Equal(128, again.Quantization!.Blocksize);
         }
 
         // The tokenizer and config travel; inspect shows bits per parameter.

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Lora.Generators.Tests;
 
 // QLoRA declared at build time: LoRA on every projection of an NF4 base with double quantization.
-[Lora(R = 8, Alpha = 16, Targets = "(q|k|v|o|gate|up|down)_proj")]
+[Lora(R = 8, Alpha = 16, Targets = "all-linear")]
 [Quantize(QuantizationType.Nf4, DoubleQuant = true)]
 public partial class LlamaQlora : LlamaForCausalLM
 {
@@ -152,5 +152,31 @@ public class QuantizedPlanTests
         saved.SaveAdapter(dir);
         using var file = SafeTensorsFile.Open(Path.Combine(dir, "adapter_model.safetensors"));
         Assert.All(mlpDown, path => Assert.Contains("base_model.model." + path + ".weight", file.Tensors.Keys));
+    }
+
+    [Fact]
+    public void A_declared_qlora_model_trains_and_saves_a_peft_adapter()
+    {
+        using var scope = NewDisposeScope();
+        var ids = Ids();
+        var examples = Enumerable.Range(0, (int)ids.shape[0])
+            .Select(r => Lora.Data.TokenizedExample.FromIds(ids[r].data<long>().Select(v => (int)v).ToArray()))
+            .ToList();
+        using var model = LlamaQlora.FromPretrained(Base);
+        var outDir = Path.Combine(Path.GetTempPath(), "lora-gen-tests", Guid.NewGuid().ToString("N"));
+        var result = model.TrainAdapter(examples, new Lora.Training.TrainingOptions
+        {
+            LearningRate = 1e-2,
+            MaxSteps = 6,
+            BatchSize = examples.Count,
+            Sampling = Lora.Data.SamplingStrategy.Sequential,
+            LoggingSteps = 1,
+            SaveSteps = 0,
+        }, outDir);
+        var losses = result.LogHistory.Where(r => !r.IsEval).Select(r => r.Loss!.Value).ToList();
+        Assert.True(losses[^1] < losses[0], $"{losses[0]} → {losses[^1]}");
+        Assert.Equal(14, QuantizedPaths(model).Count); // still 4-bit: only the adapter trained
+        Assert.True(File.Exists(Path.Combine(outDir, "adapter_model.safetensors")));
+        Assert.Equal(7, Lora.Peft.PeftConfigFile.Read<Lora.Tuners.LoRA.LoraConfig>(outDir).TargetModules!.Names!.Count);
     }
 }

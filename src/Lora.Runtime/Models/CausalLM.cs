@@ -221,7 +221,8 @@ public abstract class CausalLM : nn.Module
             return requested;
         if (requested is null)
             return stored;
-        if (!stored.SameStorage(requested))
+        // The block size is not part of quantization_config: each saved weight records its own.
+        if (stored.Type != requested.Type || stored.DoubleQuant != requested.DoubleQuant)
             throw new LoraException($"{Path.Combine(directory, ModelConfigLoader.FileName)}: the checkpoint is already quantized as {stored}; it cannot be loaded as {requested}: drop the quantization option, or quantize the dense checkpoint.");
         return stored with { ComputeDType = requested.ComputeDType, Int8Threshold = requested.Int8Threshold };
     }

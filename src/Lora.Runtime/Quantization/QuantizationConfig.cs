@@ -81,11 +81,6 @@ public sealed record QuantizationConfig
         return this with { SkipModules = (SkipModules ?? [OutputHeadName]).Concat(extra).Distinct(StringComparer.Ordinal).ToList() };
     }
 
-    /// <summary>True when <paramref name="other"/> stores weights the same way (type, double quantization, block
-    /// size); compute dtype and threshold are run-time settings.</summary>
-    public bool SameStorage(QuantizationConfig other) =>
-        Type == other.Type && DoubleQuant == other.DoubleQuant && (Type == QuantizationType.Int8 || Blocksize == other.Blocksize);
-
     /// <summary>
     /// The <c>quantization_config</c> object of <c>config.json</c>, as transformers writes <c>BitsAndBytesConfig</c>
     /// (<c>to_dict</c>, keys sorted): <c>quant_method "bitsandbytes"</c>, <c>load_in_4bit</c>/<c>load_in_8bit</c> (and

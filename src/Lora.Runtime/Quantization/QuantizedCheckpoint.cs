@@ -46,7 +46,9 @@ internal static class QuantizedCheckpoint
             {
                 var weight = LoadFourBit(path, Get, at, device, old, consumed);
                 replacement = new FourBitLinear(weight, Bias(), model.Quantization?.ComputeDType ?? ScalarType.Float32);
-                model.Quantization ??= new QuantizationConfig { Type = weight.Type, DoubleQuant = weight.DoubleQuant, Blocksize = weight.Blocksize };
+                model.Quantization = model.Quantization is { } known
+                    ? known with { Blocksize = weight.Blocksize }
+                    : new QuantizationConfig { Type = weight.Type, DoubleQuant = weight.DoubleQuant, Blocksize = weight.Blocksize };
             }
             else if (keyOf.ContainsKey($"{path}.SCB"))
             {
