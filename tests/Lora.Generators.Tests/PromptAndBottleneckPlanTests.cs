@@ -16,6 +16,16 @@ public partial class LlamaPrefixPlan : LlamaForCausalLM
 {
 }
 
+[PrefixTuning(VirtualTokens = 4, Projection = true, EncoderHiddenSize = 16)]
+public partial class LlamaPrefixProjectionPlan : LlamaForCausalLM
+{
+}
+
+[BottleneckAdapter(Size = 8)]
+public partial class LlamaPfeifferPlan : LlamaForCausalLM
+{
+}
+
 [PromptTuning(VirtualTokens = 3)]
 public partial class LlamaPromptPlan : LlamaForCausalLM
 {
@@ -93,6 +103,50 @@ public class PromptAndBottleneckPlanTests
         using var model = LlamaPromptPlan.FromPretrained(Peft("llama_prefix", "base"));
         var e = Assert.Throws<LoraException>(() => model.LoadAdapter(Peft("llama_prefix", "adapter")));
         Assert.Contains("peft_type = PREFIX_TUNING (plan: PROMPT_TUNING)", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The plans the test below does not train: each trains through its generated members (the loss falls,
+    /// the base stays frozen) and saves a file the dynamic path reloads to the trained logits.</summary>
+    [Theory]
+    [InlineData("ptuning-v2", 0.03)]
+    [InlineData("prefix", 0.03)]
+    [InlineData("prompt", 0.1)]
+    [InlineData("pfeiffer", 0.01)]
+    public void Prefix_prompt_and_pfeiffer_plans_train_through_the_attribute(string plan, double learningRate)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var data = Enumerable.Range(0, 4)
+            .Select(r => new TokenizedExample(
+                Enumerable.Range(0, 8).Select(t => (r * 37 + t * 11) % 300).Concat(Enumerable.Repeat(7, 8)).ToArray(),
+                Enumerable.Repeat(-100, 8).Concat(Enumerable.Repeat(7, 8)).ToArray()))
+            .ToList();
+        var options = new TrainingOptions { LearningRate = learningRate, MaxSteps = 12, BatchSize = 4, SaveSteps = 0, LoggingSteps = 4, Scheduler = SchedulerType.Constant };
+        var basePath = Peft("llama_qv", "base");
+        using CausalLM model = plan switch
+        {
+            "ptuning-v2" => LlamaPrefixPlan.FromPretrained(basePath),
+            "prefix" => LlamaPrefixProjectionPlan.FromPretrained(basePath),
+            "prompt" => LlamaPromptPlan.FromPretrained(basePath),
+            _ => LlamaPfeifferPlan.FromPretrained(basePath),
+        };
+        var peft = (IPeftModel)model;
+        var qProj = ((LlamaForCausalLM)model).Model.Layers[0].SelfAttn.QProj.Weight.clone();
+        var dir = Temp();
+        var losses = peft.TrainAdapter(data, options, dir).LogHistory.Where(e => e.Loss is not null).Select(e => e.Loss!.Value).ToList();
+        Assert.True(losses[^1] < losses[0] - 0.1, $"{plan}: {losses[0]} → {losses[^1]}");
+        Assert.True(((LlamaForCausalLM)model).Model.Layers[0].SelfAttn.QProj.Weight.equal(qProj).all().item<bool>());
+
+        var expectedType = plan switch { "prompt" => "PROMPT_TUNING", "pfeiffer" => BottleneckMethod.PeftTypeName, _ => "PREFIX_TUNING" };
+        Assert.Equal(expectedType, PeftConfigFile.Read(dir).PeftType);
+        if (plan == "prefix")
+            Assert.True(PeftConfigFile.Read<PrefixTuningConfig>(dir).PrefixProjection);
+        using var fresh = CausalLM.FromPretrained(basePath);
+        PeftAdapter.Load(fresh, dir);
+        using var ids = tensor(data[1].InputIds.Select(i => (long)i).ToArray(), [1, 16]);
+        using var noGrad = no_grad();
+        model.eval();
+        LogitsAssert.Close(fresh.Forward(ids), model.Forward(ids), what: $"{plan}: reloaded vs trained");
     }
 
     [Fact]
