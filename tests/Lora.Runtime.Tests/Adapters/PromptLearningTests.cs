@@ -6,6 +6,7 @@ using Lora.Runtime.Tests.Models;
 using Lora.Runtime.Tests.Training;
 using Lora.SafeTensors;
 using Lora.Training;
+using Lora.Tuners.LoRA;
 using Lora.Tuners.PrefixTuning;
 using Lora.Tuners.PromptTuning;
 using Lora.Tuners.PTuning;
@@ -199,6 +200,39 @@ public class PromptLearningTests
             Enumerable.Range(0, 8).Select(t => (r * 37 + t * 11) % 300).Concat(Enumerable.Repeat(7, 8)).ToArray(),
             Enumerable.Repeat(-100, 8).Concat(Enumerable.Repeat(7, 8)).ToArray()))
         .ToList();
+
+    /// <summary>A LoRA adapter on the layers and a prompt-tuning adapter on the model act in one pass (each host's
+    /// first adapter is active): the logits equal those of the base with the LoRA adapter merged into its weights
+    /// and the same virtual tokens in front.</summary>
+    [Fact]
+    public void A_lora_adapter_and_a_prompt_tuning_adapter_act_together()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        var lora = new LoraConfig { R = 4, LoraAlpha = 8, InitLoraWeights = "false", TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]) };
+        var prompt = new PromptTuningConfig { NumVirtualTokens = 3 };
+        PeftInjector.Inject(model, lora);
+        PeftInjector.Inject(model, prompt, "prompt");
+        var dir = Fixtures.TempDirectory();
+        PeftAdapter.Save(model, dir, lora);
+        PeftAdapter.Save(model, dir, prompt, "prompt");
+        using var noGrad = no_grad();
+        var ids = InputIds("llama_qv");
+        var both = model.Forward(ids);
+        Assert.Equal(3 + ids.shape[1], both.shape[1]);
+
+        using var merged = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        PeftAdapter.Load(merged, dir);
+        merged.MergeAndUnload();
+        PeftAdapter.Load(merged, PeftAdapter.DirectoryFor(dir, "prompt"), "prompt");
+        LogitsAssert.Close(merged.Forward(ids), both, what: "LoRA merged + prompt tuning vs both adapters");
+
+        // Without the LoRA adapter the logits differ: the pass above used both.
+        using var promptOnly = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        PeftAdapter.Load(promptOnly, PeftAdapter.DirectoryFor(dir, "prompt"), "prompt");
+        Assert.True((promptOnly.Forward(ids) - both).abs().max().item<float>() > 1e-3f);
+    }
 
     [Fact]
     public void A_reparameterised_encoder_resumes_from_its_state_file_and_not_from_prompt_embeddings_alone()
