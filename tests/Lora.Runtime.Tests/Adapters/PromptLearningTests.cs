@@ -6,6 +6,7 @@ using Lora.Runtime.Tests.Models;
 using Lora.Runtime.Tests.Training;
 using Lora.SafeTensors;
 using Lora.Training;
+using Lora.Tuners.Bottleneck;
 using Lora.Tuners.LoRA;
 using Lora.Tuners.PrefixTuning;
 using Lora.Tuners.PromptTuning;
@@ -191,6 +192,34 @@ public class PromptLearningTests
         model.eval();
         var ids = tensor(data[0].InputIds.Select(i => (long)i).ToArray(), [1, data[0].InputIds.Length]);
         LogitsAssert.Close(reloaded.Forward(ids), model.Forward(ids), what: $"{method}: reloaded");
+    }
+
+    /// <summary>No tensor outlives a training step or a generation: the live-tensor count is flat from the third
+    /// step on (the optimizer state exists by then), and generating leaves it where it was.</summary>
+    [Theory]
+    [InlineData("prefix")]        // key/value prefixes through the cache, with the projection
+    [InlineData("ptuning-lstm")]  // virtual token embeddings, from an LSTM encoder
+    [InlineData("houlsby")]       // bottleneck adapters in both slots
+    public void Native_memory_stays_flat_over_steps_and_generation(string method)
+    {
+        manual_seed(3);
+        using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        PeftConfig config = method == "houlsby" ? BottleneckConfig.Houlsby(size: 4) : ConfigFor(method);
+        PeftInjector.Inject(model, config);
+        var live = new List<long>();
+        using (var trainer = new Trainer(model, new TrainingOptions { LearningRate = 0.01, MaxSteps = 8, BatchSize = 4, SaveSteps = 0, LoggingSteps = 4, Scheduler = SchedulerType.Constant }, Fixtures.TempDirectory(), InstructionData(), adapterConfig: config))
+        {
+            trainer.StepCompleted += _ => live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+            trainer.Train();
+        }
+
+        Assert.Equal(8, live.Count);
+        Assert.All(live.Skip(2), n => Assert.Equal(live[2], n));
+
+        model.eval();
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        TokenGenerator.Generate(model, [[5, 17, 42, 8], [7, 1]], new GenerationOptions { MaxNewTokens = 6 });
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 
     /// <summary>Four "instructions" (8 prompt tokens, label -100) answered with the same 8 tokens: something virtual
