@@ -31,7 +31,8 @@ namespace Lora.Bench;
 /// </para>
 /// <para>
 /// Each method runs in its own process (peak resident memory, VmHWM, is per process): the driver spawns
-/// <c>methods --method M</c> children and prints the table. <c>methods [--out DIR] [--steps N] [--pretrain-steps N]</c>.
+/// <c>methods --method M</c> children and prints the table. <c>methods [--out DIR] [--steps N] [--pretrain-steps N]</c>;
+/// <c>methods --out DIR --table</c> prints the table of a finished run again.
 /// </para>
 /// </summary>
 internal static class MethodComparison
@@ -54,6 +55,9 @@ internal static class MethodComparison
         var baseDir = Path.Combine(outDir, "base");
         if (Array.IndexOf(args, "--method") is var m and >= 0)
             return Child(args[m + 1], baseDir, outDir, steps);
+
+        if (Array.IndexOf(args, "--table") >= 0)
+            return Table(outDir, JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "methods.json"))).RootElement.EnumerateArray().ToList());
 
         Directory.CreateDirectory(outDir);
         TorchRuntime.Initialize("cpu");
@@ -94,16 +98,36 @@ internal static class MethodComparison
             return JsonSerializer.SerializeToElement(row);
         }).ToList();
         File.WriteAllText(Path.Combine(outDir, "methods.json"), JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
-        Console.WriteLine("| method | trainable params | % of model | peak RSS (MiB) | step (ms) | generation (tok/s) | held-out loss | exact match | merges |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        return Table(outDir, rows);
+    }
+
+    /// <summary>The markdown table of docs/methods.md from <c>methods.json</c> and the saved runs (<c>--table</c>
+    /// prints it again without measuring). "saved values" counts the tensors' elements in the file a method's run
+    /// wrote: the adapter's weights (PEFT's or AdapterHub's file; not the training-only encoder state), or the model.</summary>
+    private static int Table(string outDir, IReadOnlyList<JsonElement> rows)
+    {
+        Console.WriteLine("| method | trainable params | % of model | saved values | peak RSS (MiB) | step (ms) | generation (tok/s) | held-out loss | exact match | merges |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var r in rows)
         {
-            Console.WriteLine($"| {r.GetProperty("method").GetString()} | {r.GetProperty("trainable").GetInt64():N0} | {r.GetProperty("trainable_percent").GetDouble():F2} | " +
-                $"{r.GetProperty("peak_rss_mib").GetDouble():F0} | {Opt(r, "step_ms", "F1")} | {r.GetProperty("gen_tokens_per_s").GetDouble():F0} | " +
-                $"{r.GetProperty("heldout_loss").GetDouble():F3} | {r.GetProperty("exact_match").GetDouble() * 100:F1}% | {r.GetProperty("merges").GetString()} |");
+            var method = r.GetProperty("method").GetString()!;
+            Console.WriteLine($"| {method} | {r.GetProperty("trainable").GetInt64().ToString("N0", Inv)} | {r.GetProperty("trainable_percent").GetDouble().ToString("F2", Inv)} | " +
+                $"{SavedValues(Path.Combine(outDir, "runs", method))} | {r.GetProperty("peak_rss_mib").GetDouble().ToString("F0", Inv)} | {Opt(r, "step_ms", "F1")} | " +
+                $"{r.GetProperty("gen_tokens_per_s").GetDouble().ToString("F0", Inv)} | {r.GetProperty("heldout_loss").GetDouble().ToString("F3", Inv)} | " +
+                $"{(r.GetProperty("exact_match").GetDouble() * 100).ToString("F1", Inv)}% | {r.GetProperty("merges").GetString()} |");
         }
 
         return 0;
+    }
+
+    private static string SavedValues(string runDir)
+    {
+        var file = new[] { PeftAdapter.WeightsFileName, AdapterHubFormat.WeightsFileName, "model.safetensors" }
+            .Select(f => Path.Combine(runDir, f)).FirstOrDefault(File.Exists);
+        if (file is null)
+            return "—";
+        using var st = Lora.SafeTensors.SafeTensorsFile.Open(file);
+        return st.Tensors.Values.Sum(t => t.ElementCount).ToString("N0", Inv);
     }
 
     private static string Opt(JsonElement row, string name, string format) =>
@@ -228,7 +252,7 @@ internal static class MethodComparison
                         using var trainer = new Trainer(model, new TrainingOptions
                         {
                             Mode = config is null ? TrainingMode.Full : TrainingMode.Peft, LearningRate = lr, Scheduler = SchedulerType.Constant,
-                            MaxSteps = 12, BatchSize = 16, SaveSteps = 0, LoggingSteps = 100, Seed = 3 + round,
+                            MaxSteps = 12, BatchSize = 16, SaveSteps = 0, OverwriteOutputDirectory = true, LoggingSteps = 100, Seed = 3 + round,
                         }, dir, train, adapterConfig: config, padTokenId: 258);
                         var times = new List<double>();
                         var clock = Stopwatch.StartNew();

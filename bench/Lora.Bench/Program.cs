@@ -13,6 +13,6 @@ return args.FirstOrDefault() switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32] | train-throughput [--layers N --hidden N --seq N --batch N --targets LIST --device D] | quant-memory [--dir DIR] | qlora-step [--quantize nf4|fp4|int8 --device D] | quant-speed | methods [--out DIR --steps N --pretrain-steps N]");
+    Console.Error.WriteLine("usage: Lora.Bench load-memory [--dir DIR] [--dtype bf16|fp32] | train-throughput [--layers N --hidden N --seq N --batch N --targets LIST --device D] | quant-memory [--dir DIR] | qlora-step [--quantize nf4|fp4|int8 --device D] | quant-speed | methods [--out DIR --steps N --pretrain-steps N] [--table]");
     return 2;
 }
