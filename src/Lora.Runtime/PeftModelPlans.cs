@@ -142,8 +142,11 @@ public static class PeftModelPlans
             model.AdapterConfig(plan.AdapterName));
     }
 
+    /// <summary>Is the adapter there: on its typed targets, or (prompt learning, no layer targets) in the model's
+    /// prompt encoder?</summary>
     private static bool IsInjected(IPeftModel model, string adapterName) =>
-        model.AdapterTargets(adapterName).Any(t => t.Layer.HasAdapter(adapterName));
+        model.AdapterTargets(adapterName).Any(t => t.Layer.HasAdapter(adapterName))
+        || (Module(model) as Models.CausalLM)?.Attached(Models.CausalLM.PromptEncoderName) is PromptHost host && host.HasAdapter(adapterName);
 
     private static nn.Module Module(IPeftModel model) =>
         model as nn.Module ?? throw new LoraException($"{model.GetType().Name} is not a TorchSharp module.");

@@ -160,7 +160,7 @@ public sealed class TrainCommandTests
         { ["--max-length", "8"], "no examples left" },
         { ["--method", "ia3", "--r", "4"], "--method ia3 has no rank" },
         { ["--feedforward", "down_proj"], "--feedforward is an IA3 option" },
-        { ["--method", "prefix"], "--method 'prefix' is not one of lora, dora, ia3" },
+        { ["--method", "bitfit"], "--method 'bitfit' is not one of lora, dora, ia3, prefix, ptuning-v2, prompt, ptuning, adapter" },
         { ["--mode", "full", "--method", "ia3"], "drop the adapter options" },
         { ["--method", "ia3", "--targets", "k_proj", "--feedforward", "down_proj"], "not among the targets" },
         { ["--method", "ia3", "--targets", "k_proj,v_proj", "--feedforward", "down_proj,v_proj"], "subset of target_modules" },

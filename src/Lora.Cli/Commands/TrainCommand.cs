@@ -17,7 +17,8 @@ namespace Lora.Cli.Commands;
 
 /// <summary>
 /// <c>lora train</c>: instruction tuning of a Hugging Face model on an Alpaca/chat/text (or pre-tokenised) file with
-/// the <see cref="Trainer"/> — a PEFT adapter (<c>--method lora|dora|ia3</c>) or the model's own weights
+/// the <see cref="Trainer"/> — a PEFT adapter (<c>--method lora|dora|ia3|prefix|ptuning-v2|prompt|ptuning|adapter</c>,
+/// the last five through <see cref="MethodOptions"/>) or the model's own weights
 /// (<c>--mode full|top-layers</c>); writes the adapter (or model), <c>checkpoint-N</c> directories,
 /// <c>metrics.jsonl</c> and <c>loss.svg</c> to <c>--out</c>. See docs/training.md.
 /// </summary>
@@ -31,7 +32,8 @@ internal static class TrainCommand
         var data = new Option<string>("--data") { Description = "Training data: Alpaca JSON/JSONL, chat messages JSONL, or plain text.", Required = true };
         var output = new Option<string>("--out") { Description = "Output directory (adapter, checkpoints, metrics.jsonl, loss.svg).", Required = true };
         var initAdapter = new Option<string?>("--init-adapter") { Description = "Start from this PEFT adapter (any method; its config is used)." };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora, dora (LoRA with use_dora) or ia3.", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, dora (LoRA with use_dora), ia3, prefix, ptuning-v2, prompt, ptuning or adapter (docs/methods.md).", DefaultValueFactory = _ => "lora" };
+        var methodOptions = new MethodOptions();
         var feedForward = new Option<string?>("--feedforward") { Description = "IA3: the targets whose input is scaled (names or a regex like --targets; default: PEFT's for the model type)." };
         var r = new Option<int?>("--r") { Description = "LoRA rank (default 8)." };
         var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (default 16)." };
@@ -78,6 +80,8 @@ internal static class TrainCommand
         foreach (var option in quantize.All)
             command.Options.Add(option);
         command.Options.Add(offload);
+        foreach (var option in methodOptions.All)
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
             var asJson = parse.GetValue(json);
@@ -93,13 +97,16 @@ internal static class TrainCommand
                 var other => throw new LoraException($"--mode '{other}' is not one of peft, full, top-layers."),
             };
             var methodName = parse.GetValue(method)!.ToLowerInvariant();
-            if (methodName is not ("lora" or "dora" or "ia3"))
-                throw new LoraException($"--method '{parse.GetValue(method)}' is not one of lora, dora, ia3.");
+            if (!MethodOptions.Names.Contains(methodName))
+                throw new LoraException($"--method '{parse.GetValue(method)}' is not one of {string.Join(", ", MethodOptions.Names)}.");
             var loraOptions = parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(dropout) is not null;
-            if (trainingMode != TrainingMode.Peft && (parse.GetValue(initAdapter) is not null || loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+            if (trainingMode != TrainingMode.Peft && (parse.GetValue(initAdapter) is not null || loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false } || methodOptions.Given(parse)))
                 throw new LoraException($"--mode {parse.GetValue(mode)} trains the model's own weights: drop the adapter options (--method, --init-adapter, --r, --alpha, --targets, --lora-dropout, --feedforward).");
-            if (methodName == "ia3" && loraOptions)
-                throw new LoraException("--method ia3 has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
+            if (methodName is not ("lora" or "dora") && loraOptions)
+                throw new LoraException($"--method {methodName} has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
+            if (MethodOptions.Builds(methodName) && parse.GetValue(targets) is not null)
+                throw new LoraException($"--method {methodName} chooses where it acts itself ({(methodName == "adapter" ? "--placement" : "virtual tokens, no layers")}): drop --targets.");
+            methodOptions.Check(parse, methodName, parse.GetValue(packing), parse.GetValue(checkpointing));
             if (methodName != "ia3" && parse.GetValue(feedForward) is not null)
                 throw new LoraException("--feedforward is an IA3 option: add --method ia3 or drop it.");
             if (parse.GetValue(epochs) is not null && parse.GetValue(maxSteps) is not null)
@@ -110,7 +117,7 @@ internal static class TrainCommand
                 throw new LoraException("--no-shuffle and --group-by-length conflict: give one.");
             if (parse.GetValue(evalSteps) is not null && parse.GetValue(evalData) is null)
                 throw new LoraException("--eval-steps needs --eval-data FILE.");
-            if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+            if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false } || methodOptions.Given(parse)))
                 throw new LoraException("--init-adapter takes the method, targets and its other settings from its adapter_config.json; drop --method/--r/--alpha/--targets/--lora-dropout/--feedforward.");
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
@@ -180,8 +187,9 @@ internal static class TrainCommand
             }
             else
             {
-                config = NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
-                    parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
+                config = methodOptions.Config(parse, methodName, Path.GetFullPath(modelDir))
+                    ?? NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
+                        parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
                 PeftInjector.Inject(causalLm, config);
             }
 
@@ -227,7 +235,7 @@ internal static class TrainCommand
                     eval_perplexity = lastEval?.EvalPerplexity,
                     steps = result.GlobalStep,
                     output_dir = Path.GetFullPath(result.OutputDirectory),
-                    adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
+                    adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftMethods.For(config!).WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
                     model = trainingMode == TrainingMode.Peft ? null : Path.GetFullPath(result.OutputDirectory),
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
                     metrics = Path.GetFullPath(result.MetricsPath),
@@ -243,7 +251,7 @@ internal static class TrainCommand
                     : $"train loss {trainRows[^1].Loss!.Value.ToString("F4", Inv)} (mean of steps {(trainRows.Count > 1 ? trainRows[^2].Step + 1 : 1)}-{trainRows[^1].Step}, the last train row of metrics.jsonl)";
                 stdout.WriteLine($"done: {result.GlobalStep} steps, {lossText}{evalText}");
                 stdout.WriteLine(trainingMode == TrainingMode.Peft
-                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})"
+                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftMethods.For(config!).WeightsFileName})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
                 stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
             }
