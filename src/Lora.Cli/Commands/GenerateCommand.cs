@@ -23,11 +23,12 @@ internal static class GenerateCommand
         var seed = new Option<long?>("--seed") { Description = "Seed for sampling." };
         var stop = new Option<string[]>("--stop") { Description = "Stop when the text contains this string (repeatable).", AllowMultipleArgumentsPerToken = false };
         var json = CommonOptions.Json();
+        var chat = new Option<bool>("--chat") { Description = "Send --prompt as a user message through the model's chat template (tokenizer_config.json chat_template, add_generation_prompt), as apply_chat_template does." };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var command = new Command("generate", "Generate a continuation of a prompt.")
         {
-            model, adapter, merge, prompt, maxNew, temperature, topK, topP, repetition, seed, stop, json, device, dtype,
+            model, adapter, merge, prompt, maxNew, temperature, topK, topP, repetition, seed, stop, json, chat, device, dtype,
         };
         var quantize = new QuantizeOptions();
         foreach (var option in quantize.All)
@@ -53,7 +54,9 @@ internal static class GenerateCommand
                 StopTokenIds = stopIds,
             };
             var stops = parse.GetValue(stop) ?? [];
-            var promptIds = tokenizer.Encode(parse.GetValue(prompt)!);
+            var promptIds = parse.GetValue(chat)
+                ? ChatPrompt.Encode(modelDir, tokenizer, [("user", parse.GetValue(prompt)!)])
+                : tokenizer.Encode(parse.GetValue(prompt)!);
             var streaming = !parse.GetValue(json);
             var printed = 0;
 
@@ -92,6 +95,7 @@ internal static class GenerateCommand
             {
                 text = completion,
                 tokens = result.Tokens,
+                prompt_tokens = promptIds,
                 finish_reason = result.Reason switch { FinishReason.StopToken => "stop_token", FinishReason.StopCondition => "stop_string", _ => "length" },
             }));
             return 0;
