@@ -131,10 +131,9 @@ internal static class Serving
     }
 
     /// <summary>This toolkit: the HF checkpoint (and PEFT adapter) in fp32, the same prompt, greedy with the KV cache.</summary>
-    public static Run Ours(string modelDir, string prompt, int newTokens, string? adapterDir = null, int? stopToken = null)
+    public static Run[] Ours(string modelDir, string[] prompts, int newTokens, string? adapterDir = null, int? stopToken = null)
     {
         var tokenizer = HfTokenizer.Load(modelDir);
-        var ids = tokenizer.Encode(prompt);
         using var model = CausalLM.FromPretrained(modelDir);
         if (adapterDir is not null)
         {
@@ -142,6 +141,11 @@ internal static class Serving
         }
 
         model.eval();
+        return prompts.Select(p => Ours(model, tokenizer.Encode(p), newTokens, stopToken)).ToArray();
+    }
+
+    private static Run Ours(CausalLM model, int[] ids, int newTokens, int? stopToken)
+    {
         float[] logits;
         using (NewDisposeScope())
         using (no_grad())
