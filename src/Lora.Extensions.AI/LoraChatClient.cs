@@ -27,13 +27,15 @@ public sealed class LoraChatClient : IChatClient
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ChatClientMetadata _metadata;
 
-    /// <summary>Loads <paramref name="modelDirectory"/> (and <paramref name="adapterDirectory"/>) on <paramref name="device"/>.</summary>
+    /// <summary>Loads <paramref name="modelDirectory"/> (and <paramref name="adapterDirectory"/>) on <paramref name="device"/>.
+    /// <paramref name="chatTemplate"/> replaces the model's own chat template (for a model that ships none, or one
+    /// fine-tuned on another prompt format; <see cref="ChatTemplate.LoadFile"/>).</summary>
     /// <exception cref="LoraException">The model, adapter or chat template is missing or malformed.</exception>
-    public LoraChatClient(string modelDirectory, string? adapterDirectory = null, string device = "auto", int defaultMaxOutputTokens = 256)
+    public LoraChatClient(string modelDirectory, string? adapterDirectory = null, string device = "auto", int defaultMaxOutputTokens = 256, ChatTemplate? chatTemplate = null)
     {
         _tokenizer = HfTokenizer.Load(modelDirectory);
-        _template = ChatTemplate.Load(modelDirectory)
-            ?? throw new LoraException($"{Path.Combine(modelDirectory, "tokenizer_config.json")}: no 'chat_template' (nor chat_template.jinja); an IChatClient needs the model's chat template.");
+        _template = chatTemplate ?? ChatTemplate.Load(modelDirectory)
+            ?? throw new LoraException($"{Path.Combine(modelDirectory, "tokenizer_config.json")}: no 'chat_template' (nor chat_template.jinja); an IChatClient needs the model's chat template (or pass one: chatTemplate: ChatTemplate.LoadFile(FILE, modelDirectory)).");
         var dev = TorchRuntime.Initialize(device);
         _model = CausalLM.FromPretrained(modelDirectory, device: dev);
         try

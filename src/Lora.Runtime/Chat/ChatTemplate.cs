@@ -71,7 +71,7 @@ public sealed record ChatTemplate
             using (document)
             {
                 var root = document.RootElement;
-                foreach (var field in new[] { "bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token" })
+                foreach (var field in SpecialTokenFields)
                 {
                     if (root.TryGetProperty(field, out var token) && TokenContent(token) is { } content)
                     {
@@ -107,6 +107,51 @@ public sealed record ChatTemplate
 
         return source is null ? null : Parse(source, origin, specialTokens);
     }
+
+    /// <summary>A template from a Jinja file, with the special tokens of the tokenizer in
+    /// <paramref name="tokenizerDirectory"/> (its tokenizer_config.json) as variables: for a model that ships no chat
+    /// template, or to override the one it ships.</summary>
+    /// <exception cref="LoraException">The file is missing, or tokenizer_config.json is malformed.</exception>
+    /// <exception cref="TemplateException">The template does not parse.</exception>
+    public static ChatTemplate LoadFile(string templatePath, string tokenizerDirectory)
+    {
+        if (!File.Exists(templatePath))
+        {
+            throw new LoraException($"{templatePath}: chat template file not found.");
+        }
+
+        return Parse(File.ReadAllText(templatePath), templatePath, SpecialTokensOf(tokenizerDirectory));
+    }
+
+    private static Dictionary<string, string> SpecialTokensOf(string directory)
+    {
+        var configPath = Path.Combine(directory, "tokenizer_config.json");
+        var specialTokens = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(configPath))
+        {
+            return specialTokens;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllText(configPath), new JsonDocumentOptions { AllowTrailingCommas = true });
+            foreach (var field in SpecialTokenFields)
+            {
+                if (document.RootElement.TryGetProperty(field, out var token) && TokenContent(token) is { } content)
+                {
+                    specialTokens[field] = content;
+                }
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new LoraException($"{configPath}: not valid JSON (line {(e.LineNumber ?? 0) + 1}: {e.Message})");
+        }
+
+        return specialTokens;
+    }
+
+    private static readonly string[] SpecialTokenFields = ["bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"];
 
     private static string Named(JsonElement list, string name, string path)
     {
