@@ -99,13 +99,21 @@ public static class PeftModelPlans
     public static TrainingResult TrainAdapter(this IPeftModel model, IReadOnlyList<TokenizedExample> trainData, TrainingOptions options, string outputDirectory,
         IReadOnlyList<TokenizedExample>? evalData = null, int padTokenId = 0, string? resumeFrom = null, string? adapterName = null)
     {
+        using var trainer = model.AdapterTrainer(trainData, options, outputDirectory, evalData, padTokenId, adapterName);
+        return trainer.Train(resumeFrom);
+    }
+
+    /// <summary>The <see cref="Trainer"/> <see cref="TrainAdapter"/> runs, for callers that follow its events (a
+    /// progress bar, <see cref="TensorBoardLogger"/>) before calling <see cref="Trainer.Train"/>; dispose it after.</summary>
+    public static Trainer AdapterTrainer(this IPeftModel model, IReadOnlyList<TokenizedExample> trainData, TrainingOptions options, string outputDirectory,
+        IReadOnlyList<TokenizedExample>? evalData = null, int padTokenId = 0, string? adapterName = null)
+    {
         var plan = model.SelectPlans(adapterName)[0];
         if (!IsInjected(model, plan.AdapterName))
             model.InjectAdapters(plan.AdapterName);
         var causal = Module(model) as Models.CausalLM ?? throw new LoraException($"{model.GetType().Name} is not a CausalLM; the Trainer trains language models.");
-        using var trainer = new Trainer(causal, options with { Mode = TrainingMode.Peft, AdapterName = plan.AdapterName },
+        return new Trainer(causal, options with { Mode = TrainingMode.Peft, AdapterName = plan.AdapterName },
             outputDirectory, trainData, evalData, model.AdapterConfig(plan.AdapterName), padTokenId);
-        return trainer.Train(resumeFrom);
     }
 
     private static bool IsInjected(IPeftModel model, string adapterName) =>

@@ -108,6 +108,54 @@ public sealed class ModelCommandsTests
         Assert.Equal(json.GetProperty("text").GetString() + "\n", text);
     }
 
+    [Fact]
+    public void Generate_with_a_template_renders_the_instruction_as_training_does()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var (code, stdout, stderr) = Run("generate", "--model", model, "--template", "alpaca", "--instruction", "What is the opposite of hot?", "--max-new-tokens", "6", "--json");
+        Assert.True(code == 0, stderr);
+        var templated = Json(stdout);
+
+        // The same prompt written out by hand: Stanford Alpaca's no-input prompt, up to "### Response:".
+        var prompt = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
+            "### Instruction:\nWhat is the opposite of hot?\n\n### Response:";
+        (code, stdout, stderr) = Run("generate", "--model", model, "--prompt", prompt, "--max-new-tokens", "6", "--json");
+        Assert.True(code == 0, stderr);
+        var raw = Json(stdout);
+        Assert.Equal(raw.GetProperty("text").GetString(), templated.GetProperty("text").GetString());
+        Assert.Equal(raw.GetProperty("tokens").ToString(), templated.GetProperty("tokens").ToString());
+
+        // With an input, the template's input variant; --template defaults to alpaca.
+        (code, var withInput, stderr) = Run("generate", "--model", model, "--instruction", "Add.", "--input", "2 3", "--max-new-tokens", "6", "--json");
+        Assert.True(code == 0, stderr);
+        (code, var byHand, stderr) = Run("generate", "--model", model, "--max-new-tokens", "6", "--json", "--prompt",
+            "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n" +
+            "### Instruction:\nAdd.\n\n### Input:\n2 3\n\n### Response:");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(Json(byHand).GetProperty("tokens").ToString(), Json(withInput).GetProperty("tokens").ToString());
+    }
+
+    [Theory]
+    [InlineData(new[] { "--prompt", "x", "--instruction", "y" }, "not both or neither")]
+    [InlineData(new[] { "--max-new-tokens", "2" }, "not both or neither")]
+    [InlineData(new[] { "--prompt", "x", "--template", "alpaca" }, "--template and --input render an --instruction")]
+    [InlineData(new[] { "--instruction", "x", "--template", "nonsense" }, "unknown prompt template")]
+    public void Generate_prompt_options_are_checked(string[] options, string expected)
+    {
+        var (code, stdout, stderr) = Run(["generate", "--model", ModelWithTokenizer("llama_qv"), .. options]);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Contains(expected, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generate_with_a_missing_model_directory_names_it()
+    {
+        var (code, _, stderr) = Run("generate", "--model", "/missing/model", "--prompt", "x");
+        Assert.Equal(1, code);
+        Assert.Equal("error: /missing/model: model directory not found.\n", stderr);
+    }
+
     [Theory]
     [InlineData("eval", "--data", "missing.jsonl", "missing.jsonl: file not found")]
     [InlineData("eval", "--adapter", "/nonexistent/adapter", "/nonexistent/adapter: file not found")]

@@ -26,6 +26,27 @@ public sealed class TrainCommandTests
         File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
 
     [Fact]
+    public void A_second_run_into_the_same_directory_needs_overwrite_and_the_summary_loss_is_a_logged_row()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var data = AlpacaFile();
+        var outDir = Path.Combine(TempDirectory(), "run");
+        string[] args = [.. Common(model, data, outDir), "--max-steps", "4", "--logging-steps", "2", "--save-steps", "0"];
+        var (code, stdout, stderr) = Run(args);
+        Assert.True(code == 0, stderr);
+        var lastRow = Metrics(outDir).Last(r => r.TryGetProperty("loss", out _)).GetProperty("loss").GetDouble();
+        Assert.Contains($"train loss {lastRow.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)} (mean of steps 3-4, the last train row of metrics.jsonl)", stdout, StringComparison.Ordinal);
+
+        (code, stdout, stderr) = Run(args);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.StartsWith($"error: {outDir}: the output directory is not empty", stderr, StringComparison.Ordinal);
+
+        (code, _, stderr) = Run([.. args, "--overwrite"]);
+        Assert.True(code == 0, stderr);
+    }
+
+    [Fact]
     public void Trains_and_writes_a_peft_adapter_checkpoints_metrics_and_a_loss_curve()
     {
         var model = ModelWithTokenizer("llama_qv");
@@ -42,6 +63,7 @@ public sealed class TrainCommandTests
         Assert.True(double.IsFinite(json.GetProperty("final_loss").GetDouble()));
         Assert.True(json.GetProperty("eval_loss").GetDouble() > 0);
         Assert.Equal(Path.GetFullPath(outDir), json.GetProperty("output_dir").GetString());
+        Assert.Single(Directory.GetFiles(json.GetProperty("tensorboard").GetString()!, "events.out.tfevents.*"));
 
         // PEFT-readable adapter: config + F32 safetensors under base_model.model.* keys.
         var config = PeftConfigFile.Read<LoraConfig>(outDir);
@@ -60,7 +82,7 @@ public sealed class TrainCommandTests
         foreach (var f in new[] { "adapter_config.json", "adapter_model.safetensors", "optimizer.bin", "scheduler.json", "rng_state.bin", "trainer_state.json" })
             Assert.True(File.Exists(Path.Combine(outDir, "checkpoint-16", f)), f);
 
-        // metrics.jsonl: train rows every 2 steps, eval rows every 4.
+        // metrics.jsonl: train rows every 2 steps, eval rows every 4 and at step 0 (--eval-on-start is on with eval data).
         var rows = Metrics(outDir);
         var train = rows.Where(r => r.TryGetProperty("loss", out _)).ToList();
         var eval = rows.Where(r => r.TryGetProperty("eval_loss", out _)).ToList();
@@ -71,7 +93,8 @@ public sealed class TrainCommandTests
                 Assert.True(r.TryGetProperty(key, out _), key);
         }
 
-        Assert.Equal([4, 8, 12, 16], eval.Select(r => r.GetProperty("step").GetInt32()));
+        Assert.Equal([0, 4, 8, 12, 16], eval.Select(r => r.GetProperty("step").GetInt32()));
+        Assert.Equal(train[^1].GetProperty("loss").GetDouble(), json.GetProperty("train_loss").GetDouble()); // the loss the summary prints
         Assert.All(eval, r => Assert.Equal(Math.Exp(r.GetProperty("eval_loss").GetDouble()), r.GetProperty("eval_perplexity").GetDouble(), 1e-9));
         // A learnable task: eval loss falls.
         Assert.True(eval[^1].GetProperty("eval_loss").GetDouble() < eval[0].GetProperty("eval_loss").GetDouble() - 0.1,

@@ -14,7 +14,7 @@ public sealed class ChatClientTests
     private static string ModelWithTemplate()
     {
         var dir = Serving.TempDirectory();
-        foreach (var f in Directory.GetFiles(Serving.TinyLlama))
+        foreach (var f in Directory.GetFiles(Serving.Embedded))
         {
             File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
         }
@@ -63,7 +63,7 @@ public sealed class ChatClientTests
     [Fact]
     public void ModelWithoutChatTemplate_IsRefused()
     {
-        var e = Assert.Throws<LoraException>(() => new LoraChatClient(Serving.TinyLlama, device: "cpu"));
+        var e = Assert.Throws<LoraException>(() => new LoraChatClient(Serving.Embedded, device: "cpu"));
         Assert.Contains("chat_template", e.Message);
     }
 }

@@ -9,7 +9,7 @@ public sealed class GgufFileTests
     [Fact]
     public void ModelFile_HeaderMetadataAndTensorTable()
     {
-        var dir = Serving.Export(Serving.TinyLlama, outType: "q8_0");
+        var dir = Serving.Export(Serving.Embedded, outType: "q8_0");
         var path = Path.Combine(dir, "model.gguf");
         var file = GgufFile.Read(path);
         var m = file.Metadata;
@@ -17,27 +17,28 @@ public sealed class GgufFileTests
         Assert.Equal("llama", m["general.architecture"]);
         Assert.Equal("model", m["general.type"]);
         Assert.Equal((uint)GgufFileType.MostlyQ8_0, m["general.file_type"]);
-        Assert.Equal(128u, m["llama.embedding_length"]);
-        Assert.Equal(2u, m["llama.block_count"]);
-        Assert.Equal(344u, m["llama.feed_forward_length"]);
+        Assert.Equal(256u, m["llama.embedding_length"]);
+        Assert.Equal(4u, m["llama.block_count"]);
+        Assert.Equal(688u, m["llama.feed_forward_length"]);
         Assert.Equal(4u, m["llama.attention.head_count"]);
         Assert.Equal(2u, m["llama.attention.head_count_kv"]);
-        Assert.Equal(32u, m["llama.rope.dimension_count"]);
+        Assert.Equal(64u, m["llama.rope.dimension_count"]);
         Assert.Equal(10000f, m["llama.rope.freq_base"]);
         Assert.Equal(1e-6f, m["llama.attention.layer_norm_rms_epsilon"]);
-        Assert.Equal(320u, m["llama.vocab_size"]);
+        Assert.Equal(6211u, m["llama.vocab_size"]);
+        Assert.False(m.ContainsKey("llama.attention.key_length")); // head_dim 64 = 256 / 4
         Assert.Equal("gpt2", m["tokenizer.ggml.model"]);
-        Assert.Equal("gpt-2", m["tokenizer.ggml.pre"]);
+        Assert.Equal("superbpe", m["tokenizer.ggml.pre"]); // the category-runs Split regex: see GgufExport.CategoryRunsPre
         var tokens = (object[])m["tokenizer.ggml.tokens"];
         var types = (object[])m["tokenizer.ggml.token_type"];
-        Assert.Equal(320, tokens.Length);
+        Assert.Equal(6211, tokens.Length);
         Assert.Equal("Ġ", tokens[32]);
         Assert.Equal("<s>", tokens[256]);
-        Assert.Equal("[PAD300]", tokens[300]);
         Assert.Equal((int)GgufTokenType.Normal, types[65]);
         Assert.Equal((int)GgufTokenType.Control, types[257]);
-        Assert.Equal((int)GgufTokenType.Unused, types[300]);
-        Assert.Empty((object[])m["tokenizer.ggml.merges"]);
+        var merges = (object[])m["tokenizer.ggml.merges"];
+        Assert.Equal(5952, merges.Length);
+        Assert.Equal("o n", merges[0]);
         Assert.Equal(256u, m["tokenizer.ggml.bos_token_id"]);
         Assert.Equal(257u, m["tokenizer.ggml.eos_token_id"]);
         Assert.Equal(258u, m["tokenizer.ggml.padding_token_id"]);
@@ -45,15 +46,16 @@ public sealed class GgufFileTests
         Assert.Equal(false, m["tokenizer.ggml.add_eos_token"]);
 
         var byName = file.Tensors.ToDictionary(t => t.Name);
-        Assert.Equal(21, byName.Count); // embedding, 2 x 9 per block, output_norm, output
-        Assert.Equal([320L, 128L], byName["token_embd.weight"].Shape);
+        Assert.Equal(38, byName.Count); // embedding, 4 x 9 per block, output_norm; tied embeddings: no output.weight
+        Assert.False(byName.ContainsKey("output.weight"));
+        Assert.Equal([6211L, 256L], byName["token_embd.weight"].Shape);
         Assert.Equal(GgmlType.Q8_0, byName["token_embd.weight"].Type);
-        Assert.Equal([128L, 128L], byName["blk.0.attn_q.weight"].Shape);
-        Assert.Equal([64L, 128L], byName["blk.1.attn_k.weight"].Shape);
+        Assert.Equal([256L, 256L], byName["blk.0.attn_q.weight"].Shape);
+        Assert.Equal([128L, 256L], byName["blk.3.attn_k.weight"].Shape);
         Assert.Equal(GgmlType.F32, byName["blk.0.attn_norm.weight"].Type);
         Assert.Equal(GgmlType.F32, byName["output_norm.weight"].Type);
-        Assert.Equal(GgmlType.F16, byName["blk.0.ffn_down.weight"].Type); // rows of 344: not a multiple of 32
-        Assert.Equal(GgmlType.Q8_0, byName["output.weight"].Type);
+        Assert.Equal(GgmlType.F16, byName["blk.0.ffn_down.weight"].Type); // rows of 688: not a multiple of 32
+        Assert.Equal(GgmlType.Q8_0, byName["blk.0.ffn_up.weight"].Type);
         Assert.All(file.Tensors, t => Assert.Equal(0, t.Offset % GgufWriter.Alignment));
         Assert.Equal(0, file.DataOffset % GgufWriter.Alignment);
         var last = file.Tensors.MaxBy(t => t.Offset)!;
@@ -124,7 +126,7 @@ public sealed class GgufFileTests
     [InlineData("--outtype", "q4_k", "error: --outtype 'q4_k' is not one of f32, f16, bf16, q8_0.")]
     public void BadOptions_OneErrorLine(string option, string value, string expected)
     {
-        var args = new List<string> { "export", "--format", "gguf", "--model", Serving.TinyLlama, "--out", Serving.TempDirectory(), "--device", "cpu" };
+        var args = new List<string> { "export", "--format", "gguf", "--model", Serving.Embedded, "--out", Serving.TempDirectory(), "--device", "cpu" };
         var at = args.IndexOf(option);
         if (at >= 0)
         {
@@ -144,8 +146,62 @@ public sealed class GgufFileTests
     [Fact]
     public void GenerateJson_ReportsPromptTokens()
     {
-        var (code, stdout, stderr) = Serving.Cli("generate", "--model", Serving.TinyLlama, "--prompt", "Hi", "--max-new-tokens", "2", "--json", "--device", "cpu");
+        var (code, stdout, stderr) = Serving.Cli("generate", "--model", Serving.Embedded, "--prompt", "Hi", "--max-new-tokens", "2", "--json", "--device", "cpu");
         Assert.True(code == 0, stderr);
         Assert.Contains("\"prompt_tokens\":[256,72,105]", stdout);
+
+        // --chat renders --prompt with the model's chat template; --instruction is --template's: not both.
+        (code, stdout, stderr) = Serving.Cli("generate", "--model", Serving.Embedded, "--chat", "--instruction", "Hi", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.StartsWith("error: --chat sends --prompt through the model's own chat template", stderr);
+    }
+
+    [Fact]
+    public void CategoryRunsTokenizer_ExportsAsSuperbpe_OnlyWhenNoMergeCrossesARun()
+    {
+        // Merges inside one run (letters, whitespace, other; a multi-byte letter) are what superbpe reproduces.
+        Assert.Equal("superbpe", GgufExport.CategoryRunsPre(["o n", "Ċ Ċ", "Ã ©", ". ."], "t.json"));
+        // A merge across runs (space + letter, two digits, letter + punctuation) or of an incomplete UTF-8 sequence
+        // would be applied by llama.cpp where HF never applies it.
+        foreach (var merge in new[] { "Ġ a", "1 2", "a .", "a Ã" })
+        {
+            var e = Assert.Throws<LoraException>(() => GgufExport.CategoryRunsPre(["o n", merge], "t.json"));
+            Assert.Contains($"merge \"{merge}\"", e.Message);
+        }
+    }
+
+    [Theory]
+    [InlineData(@"\\p{L}+|\\s+|[^\\s\\p{L}]+")] // digits not isolated: no llama.cpp pre-tokenizer
+    [InlineData(@"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s+")] // Qwen2's, shortened
+    public void UnknownPreTokenizer_IsRefused_NothingWritten(string regex)
+    {
+        var model = Serving.TempDirectory();
+        foreach (var f in Directory.GetFiles(Serving.Embedded))
+        {
+            File.Copy(f, Path.Combine(model, Path.GetFileName(f)));
+        }
+
+        var json = File.ReadAllText(Path.Combine(model, "tokenizer.json"));
+        var original = @"\\p{L}+|\\p{N}|\\s+|[^\\s\\p{L}\\p{N}]+";
+        Assert.Contains(original, json);
+        File.WriteAllText(Path.Combine(model, "tokenizer.json"), json.Replace(original, regex));
+        var outDir = Serving.TempDirectory();
+        var (code, _, stderr) = Serving.Cli("export", "--format", "gguf", "--model", model, "--out", outDir, "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("is not one llama.cpp implements", stderr);
+        Assert.Empty(Directory.GetFileSystemEntries(outDir));
+    }
+
+    [Theory]
+    [InlineData("llama3", GgufExport.Llama3Regex)]
+    [InlineData("qwen3", GgufExport.Qwen2Regex)]
+    public void KnownRegexes_AreTheFixturesOwn(string fixture, string regex)
+    {
+        // The Split regexes recognized as llama-bpe / qwen2 are byte for byte those of the real tokenizers.
+        var path = Path.Combine(Serving.Root, "fixtures", "tokenizers", fixture, "tokenizer.json.gz");
+        using var gz = new System.IO.Compression.GZipStream(File.OpenRead(path), System.IO.Compression.CompressionMode.Decompress);
+        using var doc = System.Text.Json.JsonDocument.Parse(gz);
+        Assert.Equal(regex, doc.RootElement.GetProperty("pre_tokenizer").GetProperty("pretokenizers")[0].GetProperty("pattern").GetProperty("Regex").GetString());
     }
 }

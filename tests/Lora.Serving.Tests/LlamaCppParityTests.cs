@@ -5,7 +5,7 @@ namespace Lora.Serving.Tests;
 /// <summary>
 /// The proof with the real client: llama.cpp (LLamaSharp 0.30.0 + its CPU backend) loads the GGUF files `lora export`
 /// writes and, on the same prompts, feeds the same prompt ids, gives the same greedy tokens, and the same logits after
-/// the prompt within 5e-3 of the largest logit for the F32 export. Measured: ≤ 1.4e-4 on the embedded model; on the
+/// the prompt within 5e-3 of the largest logit for the F32 export. Measured: ≤ 1.2e-3 on the embedded model; on the
 /// fixture Llama (logits small, |max| ≈ 0.43) 8e-4 at 25 prompt tokens and 2.1e-3 at 37, so the gap grows with the
 /// prompt. The greedy tokens are identical everywhere. Asking LLamaSharp for an F32 KV cache did not change the
 /// numbers; the source inside llama.cpp's CPU path (attention / rope arithmetic) is not pinned down.
@@ -31,13 +31,37 @@ public sealed class LlamaCppParityTests(ITestOutputHelper output)
     [Fact]
     public void EmbeddedModel_F32_SameTokensAndLogits()
     {
-        var dir = Serving.Export(Serving.TinyLlama);
-        var ours = Serving.Ours(Serving.TinyLlama, Prompts, NewTokens, stopToken: Eos);
+        var dir = Serving.Export(Serving.Embedded);
+        var ours = Serving.Ours(Serving.Embedded, Prompts, NewTokens, stopToken: Eos);
         for (var i = 0; i < Prompts.Length; i++)
         {
-            Compare($"tiny-llama '{Prompts[i]}'", ours[i],
+            Compare($"wordnet-llama '{Prompts[i]}'", ours[i],
                 Serving.LlamaCpp(Path.Combine(dir, "model.gguf"), Prompts[i], NewTokens, stopToken: Eos), F32Tolerance);
         }
+    }
+
+    [Fact]
+    public void EmbeddedModel_LlamaCppTokenizesAsWeDo()
+    {
+        // The embedded tokenizer's Split regex (category runs) is exported as llama.cpp's "superbpe" pre-tokenizer
+        // (GgufExport.CategoryRunsPre): whitespace runs, newlines, punctuation runs, digits, quotes, non-ASCII.
+        string[] texts =
+        [
+            "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nWhat is the opposite of \"ascend\"?\n\n### Response:",
+            "  two  spaces\t\ttabs \n\n\n \n end ",
+            "'sun' isn't 12345 3.14 -- (a.k.a. \"x\")!!!???",
+            "naïve café — “quoted” Ærø 中文 😀 ²",
+            "</s> and <s> in text",
+        ];
+        var tokenizer = Lora.Tokenization.HfTokenizer.Load(Serving.Embedded);
+        var gguf = Path.Combine(Serving.Export(Serving.Embedded), "model.gguf");
+        var llama = Serving.LlamaCppTokenize(gguf, texts);
+        for (var i = 0; i < texts.Length; i++)
+        {
+            Assert.Equal(tokenizer.Encode(texts[i]), llama[i]);
+        }
+
+        Assert.Contains(tokenizer.Encode(texts[1]), id => tokenizer.IdToToken(id) == "ĊĊ"); // a whitespace merge is exercised
     }
 
     [Theory]
@@ -80,14 +104,14 @@ public sealed class LlamaCppParityTests(ITestOutputHelper output)
     [InlineData("q8_0", 5e-2)]
     public void EmbeddedModel_ReducedPrecision_StaysClose(string outType, double tolerance)
     {
-        var dir = Serving.Export(Serving.TinyLlama, outType: outType);
-        var all = Serving.Ours(Serving.TinyLlama, Prompts, 1);
+        var dir = Serving.Export(Serving.Embedded, outType: outType);
+        var all = Serving.Ours(Serving.Embedded, Prompts, 1);
         for (var i = 0; i < Prompts.Length; i++)
         {
             var (prompt, ours) = (Prompts[i], all[i]);
             var llama = Serving.LlamaCpp(Path.Combine(dir, "model.gguf"), prompt, 1);
             var diff = Serving.RelativeDifference(llama.Logits, ours.Logits);
-            output.WriteLine($"tiny-llama {outType} '{prompt}': max |Δlogit|/max|logit| = {diff:E2}, top-1 ours {Serving.ArgMax(ours.Logits)} llama.cpp {Serving.ArgMax(llama.Logits)}");
+            output.WriteLine($"wordnet-llama {outType} '{prompt}': max |Δlogit|/max|logit| = {diff:E2}, top-1 ours {Serving.ArgMax(ours.Logits)} llama.cpp {Serving.ArgMax(llama.Logits)}");
             Assert.Equal(ours.PromptTokens, llama.PromptTokens);
             Assert.True(diff <= tolerance, $"{outType}: logits differ by {diff:E2} (tolerance {tolerance:E0})");
         }

@@ -16,8 +16,8 @@ internal static class Serving
 {
     public static string Root { get; } = AppContext.BaseDirectory;
 
-    /// <summary>The embedded default model (samples/models/tiny-llama; re-point at the new default when it lands).</summary>
-    public static string TinyLlama { get; } = Path.Combine(Root, "models", "tiny-llama");
+    /// <summary>The embedded default model (samples/models/wordnet-llama: byte-level BPE with merges, tied embeddings).</summary>
+    public static string Embedded { get; } = Path.Combine(Root, "models", "wordnet-llama");
 
     public static string Peft(string @case, string part) => Path.Combine(Root, "fixtures", "peft", @case, part);
 
@@ -79,16 +79,21 @@ internal static class Serving
     private static readonly object NativeGate = new();
     private static bool _configured;
 
+    private static void Configure()
+    {
+        if (!_configured)
+        {
+            NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+            _configured = true;
+        }
+    }
+
     /// <summary>llama.cpp (LLamaSharp, CPU backend): tokenize as the GGUF says, decode the prompt, then greedy.</summary>
     public static Run LlamaCpp(string gguf, string prompt, int newTokens, string? adapterGguf = null, int? stopToken = null)
     {
         lock (NativeGate)
         {
-            if (!_configured)
-            {
-                NativeLibraryConfig.All.WithLogCallback((_, _) => { });
-                _configured = true;
-            }
+            Configure();
 
             // An F32 KV cache: llama.cpp's default F16 cache alone moves logits by ~1e-4.
             var parameters = new ModelParams(gguf) { ContextSize = 256, BatchSize = 256, GpuLayerCount = 0, Threads = 2, TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32 };
@@ -127,6 +132,18 @@ internal static class Serving
             }
 
             return new Run(ids.Select(t => (int)t).ToArray(), first, [.. tokens]);
+        }
+    }
+
+    /// <summary>llama.cpp's tokenization of each text (bos as the GGUF says, special tokens parsed).</summary>
+    public static int[][] LlamaCppTokenize(string gguf, string[] texts)
+    {
+        lock (NativeGate)
+        {
+            Configure();
+            var parameters = new ModelParams(gguf) { ContextSize = 64, GpuLayerCount = 0, Threads = 1 };
+            using var weights = LLamaWeights.LoadFromFile(parameters);
+            return texts.Select(t => weights.Tokenize(t, add_bos: true, special: true, System.Text.Encoding.UTF8).Select(id => (int)id).ToArray()).ToArray();
         }
     }
 

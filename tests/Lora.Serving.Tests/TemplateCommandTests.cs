@@ -33,7 +33,7 @@ public sealed class TemplateCommandTests
     [Fact]
     public void Errors_AreOneLine()
     {
-        var (code, stdout, stderr) = Serving.Cli("template", "--tokenizer", Serving.TinyLlama, "--messages", Messages("[]"));
+        var (code, stdout, stderr) = Serving.Cli("template", "--tokenizer", Serving.Embedded, "--messages", Messages("[]"));
         Assert.Equal(1, code);
         Assert.Equal("", stdout);
         Assert.Contains("no 'chat_template'", stderr);

@@ -1,12 +1,14 @@
 using System.CommandLine;
 using System.Text.Json;
+using Lora.Data;
 using Lora.Generation;
 using Lora.Tokenization;
 
 namespace Lora.Cli.Commands;
 
 /// <summary><c>lora generate</c>: continues a prompt with a model (optionally with an adapter), streaming the text as
-/// it is produced.</summary>
+/// it is produced. The prompt is raw text (<c>--prompt</c>) or an instruction rendered by a template
+/// (<c>--instruction</c>, <c>--input</c>, <c>--template</c>), as training rendered it.</summary>
 internal static class GenerateCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -14,7 +16,10 @@ internal static class GenerateCommand
         var model = CommonOptions.Model();
         var adapter = CommonOptions.Adapter();
         var merge = CommonOptions.Merge();
-        var prompt = new Option<string>("--prompt") { Description = "The prompt text (special tokens such as BOS are added as the tokenizer does).", Required = true };
+        var prompt = new Option<string?>("--prompt") { Description = "Raw prompt text, continued as it is (special tokens such as BOS are added as the tokenizer does)." };
+        var template = new Option<string?>("--template") { Description = "With --instruction: the prompt template the model was tuned with: alpaca (the default), llama2, chatml, or a template string." };
+        var instruction = new Option<string?>("--instruction") { Description = "An instruction, rendered by --template into the prompt the model was tuned on (instead of --prompt)." };
+        var input = new Option<string?>("--input") { Description = "With --instruction: the record's input (context), as in Alpaca data." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 };
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature; 0 = greedy (the default).", DefaultValueFactory = _ => 0 };
         var topK = new Option<int>("--top-k") { Description = "Sample from the k most likely tokens (0 = off)." };
@@ -28,7 +33,7 @@ internal static class GenerateCommand
         var dtype = CommonOptions.DType();
         var command = new Command("generate", "Generate a continuation of a prompt.")
         {
-            model, adapter, merge, prompt, maxNew, temperature, topK, topP, repetition, seed, stop, json, chat, device, dtype,
+            model, adapter, merge, prompt, template, instruction, input, chat, maxNew, temperature, topK, topP, repetition, seed, stop, json, device, dtype,
         };
         var quantize = new QuantizeOptions();
         foreach (var option in quantize.All)
@@ -36,12 +41,19 @@ internal static class GenerateCommand
         command.SetAction(parse =>
         {
             var modelDir = parse.GetValue(model)!;
-            var tokenizer = HfTokenizer.Load(modelDir);
+            var rawPrompt = parse.GetValue(prompt);
+            var instructionText = parse.GetValue(instruction);
+            if ((rawPrompt is null) == (instructionText is null))
+                throw new LoraException("give --prompt TEXT (raw text) or --instruction TEXT (rendered by --template), not both or neither.");
+            if (instructionText is null && (parse.GetValue(template) is not null || parse.GetValue(input) is not null))
+                throw new LoraException("--template and --input render an --instruction; with --prompt the text is used as it is.");
+            if (parse.GetValue(chat) && instructionText is not null)
+                throw new LoraException("--chat sends --prompt through the model's own chat template; --instruction is rendered by --template instead. Use one of them.");
+            var promptTemplate = PromptTemplate.Parse(parse.GetValue(template) ?? "alpaca");
             using var session = ModelSession.Open(modelDir, parse.GetValue(adapter), parse.GetValue(merge), parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
+            var tokenizer = HfTokenizer.Load(modelDir);
             var temp = parse.GetValue(temperature);
-            var stopIds = session.Model.Config.EosTokenIds.ToList();
-            if (tokenizer.EosTokenId is { } eos && !stopIds.Contains(eos))
-                stopIds.Add(eos);
+            var stopIds = TextGenerator.StopTokenIds(session.Model, tokenizer);
             var options = new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxNew),
@@ -54,16 +66,20 @@ internal static class GenerateCommand
                 StopTokenIds = stopIds,
             };
             var stops = parse.GetValue(stop) ?? [];
-            var promptIds = parse.GetValue(chat)
-                ? ChatPrompt.Encode(modelDir, tokenizer, [("user", parse.GetValue(prompt)!)])
-                : tokenizer.Encode(parse.GetValue(prompt)!);
+            // An instruction is rendered as training rendered it, and encoded the same way (ExactMatchEvaluator does too);
+            // --chat renders --prompt as a user message with the model's chat template (apply_chat_template).
+            var promptIds = instructionText is not null
+                ? tokenizer.Encode(promptTemplate.GenerationPrompt(new AlpacaRecord(instructionText, parse.GetValue(input) ?? string.Empty, string.Empty), TemplateTokens.From(tokenizer)), promptTemplate.AddSpecialTokens)
+                : parse.GetValue(chat)
+                    ? ChatPrompt.Encode(modelDir, tokenizer, [("user", rawPrompt!)])
+                    : tokenizer.Encode(rawPrompt!);
             var streaming = !parse.GetValue(json);
             var printed = 0;
 
             var result = TokenGenerator.Generate(session.Model, [promptIds], options, tokenizer.PadTokenId ?? 0,
                 stop: (_, generated) =>
                 {
-                    var text = Text(tokenizer, generated, stopIds);
+                    var text = TextGenerator.Decode(tokenizer, generated, stopIds);
                     var hit = stops.Any(s => text.Contains(s, StringComparison.Ordinal));
                     if (streaming)
                     {
@@ -82,7 +98,7 @@ internal static class GenerateCommand
                     return hit;
                 })[0];
 
-            var completion = Trim(Text(tokenizer, result.Tokens, stopIds), stops);
+            var completion = Trim(TextGenerator.Decode(tokenizer, result.Tokens, stopIds), stops);
             if (streaming)
             {
                 if (completion.Length > printed)
@@ -102,9 +118,6 @@ internal static class GenerateCommand
         });
         return command;
     }
-
-    private static string Text(HfTokenizer tokenizer, IReadOnlyList<int> ids, List<int> stopIds) =>
-        tokenizer.Decode(ids.Where(i => !stopIds.Contains(i)), skipSpecialTokens: true);
 
     private static string Trim(string text, string[] stops)
     {

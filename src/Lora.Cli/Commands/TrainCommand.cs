@@ -55,6 +55,8 @@ internal static class TrainCommand
         var loggingSteps = new Option<int>("--logging-steps") { Description = "Log every N steps.", DefaultValueFactory = _ => 10 };
         var evalData = new Option<string?>("--eval-data") { Description = "Evaluation data (same formats as --data)." };
         var evalSteps = new Option<int?>("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
+        var evalOnStart = new Option<bool>("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
         var saveSteps = new Option<int>("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
         var saveTotalLimit = new Option<int?>("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
         var resume = new Option<string?>("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
@@ -71,7 +73,7 @@ internal static class TrainCommand
         {
             mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, lr, wd, scheduler,
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
-            loggingSteps, evalData, evalSteps, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
+            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
         };
         foreach (var option in quantize.All)
             command.Options.Add(option);
@@ -140,6 +142,8 @@ internal static class TrainCommand
                 Sampling = parse.GetValue(noShuffle) ? SamplingStrategy.Sequential : parse.GetValue(groupByLength) ? SamplingStrategy.GroupByLength : SamplingStrategy.Random,
                 LoggingSteps = parse.GetValue(loggingSteps),
                 EvalSteps = parse.GetValue(evalSteps),
+                EvalOnStart = parse.GetValue(evalOnStart) && parse.GetValue(evalData) is not null,
+                OverwriteOutputDirectory = parse.GetValue(overwrite),
                 SaveSteps = parse.GetValue(saveSteps),
                 SaveTotalLimit = parse.GetValue(saveTotalLimit),
                 Packing = parse.GetValue(packing),
@@ -156,6 +160,8 @@ internal static class TrainCommand
                 throw new LoraException($"--quantize loads a frozen {quantization.Type.Name()} base, which trains through an adapter only: drop --mode {parse.GetValue(mode)} or --quantize.");
             if (quantization is not null && parse.GetValue(initAdapter) is { } initDir && PeftConfigFile.Read(initDir) is TunerConfig { ModulesToSave: { Count: > 0 } saved })
                 quantization = quantization.Skipping(saved); // trained in full: they stay dense
+            if (resumeFrom is null)
+                Trainer.PrepareOutputDirectory(outDir, options.OverwriteOutputDirectory); // before the model loads
 
             var dev = TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}"));
             if (options.Bf16 && dev.type != DeviceType.CUDA)
@@ -202,17 +208,21 @@ internal static class TrainCommand
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
             info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);
+            var tensorBoard = new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName));
+            tensorBoard.Attach(trainer);
 
             var result = !asJson && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive
                 ? WithProgressBar(trainer, resumeFrom)
                 : WithLogLines(trainer, resumeFrom, info);
 
+            var trainRows = result.LogHistory.Where(e => e.Loss is not null).ToList();
             if (asJson)
             {
                 var lastEval = result.LogHistory.LastOrDefault(e => e.IsEval);
                 stdout.WriteLine(JsonSerializer.Serialize(new
                 {
                     final_loss = result.FinalLoss,
+                    train_loss = trainRows.LastOrDefault()?.Loss,
                     eval_loss = result.EvalLoss,
                     eval_perplexity = lastEval?.EvalPerplexity,
                     steps = result.GlobalStep,
@@ -222,16 +232,20 @@ internal static class TrainCommand
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
                     metrics = Path.GetFullPath(result.MetricsPath),
                     loss_curve = Path.GetFullPath(result.LossCurvePath),
+                    tensorboard = Path.GetFullPath(tensorBoard.LogDirectory),
                 }));
             }
             else
             {
+                // The loss printed is a row of metrics.jsonl (the mean over the last logging window), not a lone step's.
                 var evalText = result.EvalLoss is { } el ? $", eval loss {el.ToString("F4", Inv)}" : string.Empty;
-                stdout.WriteLine($"done: {result.GlobalStep} steps, final loss {result.FinalLoss.ToString("F4", Inv)}{evalText}");
+                var lossText = trainRows.Count == 0 ? $"last step's loss {result.FinalLoss.ToString("F4", Inv)}"
+                    : $"train loss {trainRows[^1].Loss!.Value.ToString("F4", Inv)} (mean of steps {(trainRows.Count > 1 ? trainRows[^2].Step + 1 : 1)}-{trainRows[^1].Step}, the last train row of metrics.jsonl)";
+                stdout.WriteLine($"done: {result.GlobalStep} steps, {lossText}{evalText}");
                 stdout.WriteLine(trainingMode == TrainingMode.Peft
                     ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
-                stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}");
+                stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
             }
 
             return 0;

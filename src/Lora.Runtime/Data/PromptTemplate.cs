@@ -29,6 +29,28 @@ public abstract class PromptTemplate
     /// <exception cref="LoraException">The template cannot render this kind of record, or the chat is malformed.</exception>
     public abstract IReadOnlyList<TemplateSegment> Render(DataRecord record, TemplateTokens tokens);
 
+    /// <summary>
+    /// The text a model continues to answer <paramref name="record"/>: everything the template renders before its last
+    /// target segment — for Alpaca the prompt up to <c>### Response:</c>, for chat templates up to the assistant
+    /// header. The record's own output (or last assistant turn) is not part of it, so pass an empty one. Encode it
+    /// with <see cref="AddSpecialTokens"/>, as training does; the ids are then the prefix the trained model saw.
+    /// </summary>
+    /// <exception cref="LoraException">The template renders no target for this record.</exception>
+    public string GenerationPrompt(DataRecord record, TemplateTokens tokens)
+    {
+        var segments = Render(record, tokens);
+        var last = -1;
+        for (var i = 0; i < segments.Count; i++)
+        {
+            if (segments[i].IsTarget)
+                last = i;
+        }
+
+        if (last < 0)
+            throw new LoraException($"{Where(record)}the {Name} template renders no response to generate for this record.");
+        return string.Concat(segments.Take(last).Select(s => s.Text));
+    }
+
     /// <summary>A user template; see <see cref="CustomTemplate"/> for the placeholder rules.</summary>
     public static PromptTemplate FromString(string template, string? noInputTemplate = null) => new CustomTemplate(template, noInputTemplate);
 

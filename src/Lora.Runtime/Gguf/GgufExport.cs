@@ -213,7 +213,6 @@ public static class GgufExport
         using (var doc = JsonDocument.Parse(File.ReadAllText(json)))
         {
             var root = doc.RootElement;
-            pre = PreTokenizerName(root, json);
             if (root.GetProperty("model").TryGetProperty("merges", out var m))
             {
                 foreach (var merge in m.EnumerateArray())
@@ -221,6 +220,8 @@ public static class GgufExport
                     merges.Add(merge.ValueKind == JsonValueKind.Array ? $"{merge[0].GetString()} {merge[1].GetString()}" : merge.GetString()!);
                 }
             }
+
+            pre = PreTokenizerName(root, json, merges);
         }
 
         var added = tokenizer.AddedTokens.ToDictionary(t => t.Id);
@@ -282,8 +283,19 @@ public static class GgufExport
         }
     }
 
-    // tokenizer.ggml.pre: the pre-tokenizer llama.cpp must use (convert_hf_to_gguf get_vocab_base_pre names them).
-    private static string PreTokenizerName(JsonElement root, string path)
+    // The Split regexes of tokenizer.json that llama.cpp's pre-tokenizers reproduce (src/llama-vocab.cpp,
+    // llm_tokenizer_bpe: LLAMA_VOCAB_PRE_TYPE_LLAMA3 and _QWEN2 carry these regexes, case-folded contractions spelled out).
+    internal const string Llama3Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    internal const string Qwen2Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    // Runs of one character class (letters, whitespace, other) and single digits: the regex of the WordNetLora sample's
+    // BPE trainer (the embedded model's tokenizer). No llama.cpp pre-tokenizer has it; see CategoryRunsPre.
+    internal const string CategoryRunsRegex = @"\p{L}+|\p{N}|\s+|[^\s\p{L}\p{N}]+";
+
+    // tokenizer.ggml.pre: the pre-tokenizer llama.cpp must use. convert_hf_to_gguf.py (TextModel.get_vocab_base_pre)
+    // recognizes a tokenizer by the ids it gives a test text and refuses unknown ones; here the pre-tokenizer is
+    // recognized by its definition, which must be exactly one llama.cpp implements.
+    private static string PreTokenizerName(JsonElement root, string path, IReadOnlyList<string> merges)
     {
         var decoder = root.TryGetProperty("decoder", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("type", out var dt) ? dt.GetString() : null;
         if (decoder != "ByteLevel")
@@ -292,24 +304,100 @@ public static class GgufExport
         }
 
         var preTokenizer = root.TryGetProperty("pre_tokenizer", out var p) ? p : default;
-        var text = preTokenizer.ValueKind == JsonValueKind.Object ? preTokenizer.GetRawText() : "";
-        if (preTokenizer.ValueKind == JsonValueKind.Object && preTokenizer.GetProperty("type").GetString() == "ByteLevel"
-            && (!preTokenizer.TryGetProperty("use_regex", out var r) || r.GetBoolean()))
+        if (preTokenizer.ValueKind == JsonValueKind.Object && Type(preTokenizer) == "ByteLevel" && UsesRegex(preTokenizer))
         {
-            return "gpt-2";
+            return "gpt-2"; // ByteLevel's own regex is GPT-2's (LLAMA_VOCAB_PRE_TYPE_GPT2)
         }
 
-        if (text.Contains(@"\\p{N}{1,3}", StringComparison.Ordinal))
+        // Sequence[Split(Regex R, Isolated), ByteLevel(use_regex=false)]: Llama 3, Qwen2 and the like.
+        string? regex = null;
+        if (preTokenizer.ValueKind == JsonValueKind.Object && Type(preTokenizer) == "Sequence"
+            && preTokenizer.TryGetProperty("pretokenizers", out var list) && list.GetArrayLength() == 2
+            && Type(list[0]) == "Split" && Type(list[1]) == "ByteLevel" && !UsesRegex(list[1])
+            && list[0].TryGetProperty("behavior", out var behavior) && behavior.GetString() == "Isolated"
+            && !(list[0].TryGetProperty("invert", out var invert) && invert.GetBoolean())
+            && list[0].TryGetProperty("pattern", out var pattern) && pattern.TryGetProperty("Regex", out var r))
         {
-            return "llama-bpe";
+            regex = r.GetString();
         }
 
-        if (text.Contains(@"|\\p{N}|", StringComparison.Ordinal))
+        switch (regex)
         {
-            return "qwen2";
+            case Llama3Regex:
+                return "llama-bpe";
+            case Qwen2Regex:
+                return "qwen2";
+            case CategoryRunsRegex:
+                return CategoryRunsPre(merges, path);
         }
 
-        throw new LoraException($"{path}: pre_tokenizer is not one llama.cpp is known to match (GPT-2 ByteLevel, Llama 3 or Qwen2 Split regex).");
+        var what = regex is null ? (preTokenizer.ValueKind == JsonValueKind.Object ? preTokenizer.GetRawText() : "none") : $"Split regex {regex}";
+        throw new LoraException($"{path}: pre_tokenizer ({(what.Length > 200 ? what[..200] + "…" : what)}) is not one llama.cpp implements (GPT-2's ByteLevel, the Llama 3 or Qwen2 Split regex, or this toolkit's category runs); llama.cpp would split text differently, so the GGUF is not written.");
+    }
+
+    private static string? Type(JsonElement e) => e.TryGetProperty("type", out var t) ? t.GetString() : null;
+
+    private static bool UsesRegex(JsonElement byteLevel) => !byteLevel.TryGetProperty("use_regex", out var r) || r.GetBoolean();
+
+    /// <summary>
+    /// For the category-runs regex no llama.cpp pre-tokenizer splits the same way, but "superbpe" (llama-vocab.cpp:
+    /// regexes <c>\p{N}+</c> and <c>(?=(\d{3})+(?!\d))</c>) splits only around digits, so each of its pieces is a
+    /// concatenation of whole category-run pieces. BPE over such a piece gives the same tokens as BPE over each run
+    /// alone exactly when no merge joins text across two runs: every merge's text must be complete UTF-8 of one
+    /// class (letters, whitespace or other) and never two digits. A tokenizer trained on these runs (the sample's
+    /// BPE trainer) has only such merges; that is checked here, merge by merge, and the export refused otherwise.
+    /// </summary>
+    internal static string CategoryRunsPre(IReadOnlyList<string> merges, string path)
+    {
+        var bytes = new List<byte>();
+        foreach (var merge in merges)
+        {
+            bytes.Clear();
+            var text = merge.Replace(" ", "", StringComparison.Ordinal);
+            string decoded;
+            try
+            {
+                decoded = ByteLevelAlphabet.TryDecode(text, bytes)
+                    ? new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString([.. bytes])
+                    : throw new ArgumentException("not byte-level");
+            }
+            catch (ArgumentException)
+            {
+                throw new LoraException($"{path}: merge \"{merge}\" is not complete UTF-8 text; llama.cpp's pre-tokenizer for this Split regex (superbpe) could join it across character runs, so the GGUF is not written.");
+            }
+
+            var classes = new HashSet<char>();
+            var digits = 0;
+            for (var i = 0; i < decoded.Length; i += char.IsSurrogatePair(decoded, i) ? 2 : 1)
+            {
+                var c = CharClass(decoded, i);
+                classes.Add(c);
+                digits += c == 'N' ? 1 : 0;
+            }
+
+            if (classes.Count > 1 || digits > 1)
+            {
+                throw new LoraException($"{path}: merge \"{merge}\" joins characters the Split regex keeps apart; llama.cpp (superbpe pre-tokenizer) would merge across them, so the GGUF is not written.");
+            }
+        }
+
+        return "superbpe";
+    }
+
+    private static char CharClass(string s, int i)
+    {
+        var cp = char.ConvertToUtf32(s, i);
+        if (System.Text.Rune.IsWhiteSpace(new System.Text.Rune(cp)))
+        {
+            return 'S';
+        }
+
+        return System.Globalization.CharUnicodeInfo.GetUnicodeCategory(cp) switch
+        {
+            >= System.Globalization.UnicodeCategory.UppercaseLetter and <= System.Globalization.UnicodeCategory.OtherLetter => 'L',
+            >= System.Globalization.UnicodeCategory.DecimalDigitNumber and <= System.Globalization.UnicodeCategory.OtherNumber => 'N',
+            _ => 'O',
+        };
     }
 
     /// <summary>Writes the LoRA adapter <paramref name="adapterName"/> attached to <paramref name="model"/> as a

@@ -5,7 +5,7 @@ namespace Lora.Tokenization;
 /// written as one visible character so that vocabularies stay valid JSON strings. Microsoft.ML.Tokenizers keeps its
 /// copy internal; we need it to look whole words up (<c>ignore_merges</c>) and to run the ByteLevel decoder.
 /// </summary>
-internal static class ByteLevelAlphabet
+public static class ByteLevelAlphabet
 {
     private static readonly char[] ByteToChar = BuildByteToChar();
     private static readonly Dictionary<char, byte> CharToByte = BuildCharToByte();

@@ -161,14 +161,24 @@ public sealed class Trainer : IDisposable
     /// the step and the last good checkpoint; nothing of that step was applied).</exception>
     public TrainingResult Train(string? resumeFrom = null, CancellationToken cancellationToken = default)
     {
+        if (resumeFrom is null)
+            PrepareOutputDirectory(OutputDirectory, Options.OverwriteOutputDirectory);
         Directory.CreateDirectory(OutputDirectory);
+        foreach (var stale in TrainingCheckpoints.RemoveStaging(OutputDirectory))
+            Message?.Invoke($"removed {stale} (an interrupted checkpoint save)");
         torch.manual_seed(Options.Seed);
         if (_device.type == DeviceType.CUDA)
             torch.cuda.manual_seed_all(Options.Seed);
         if (resumeFrom is not null)
+        {
             Resume(resumeFrom);
+        }
         else
+        {
             _log.Start();
+            if (Options.EvalOnStart && _evalObjective is not null)
+                EvaluateAndLog(trackBest: false);
+        }
 
         var clock = Stopwatch.StartNew();
         var firstStep = _state.GlobalStep;
@@ -243,6 +253,31 @@ public sealed class Trainer : IDisposable
         AtomicFile.WriteAllText(lossCurve, LossCurveSvg.Render(_state.Entries(), "Training loss"));
         var checkpoints = TrainingCheckpoints.List(OutputDirectory).Select(c => c.Path).ToList();
         return new TrainingResult(_state.GlobalStep, lastLoss, lastEval, OutputDirectory, checkpoints, _log.MetricsPath, lossCurve, _state.Entries().ToList());
+    }
+
+    /// <summary>
+    /// Checks that a fresh run may write to <paramref name="outputDirectory"/>: it must not exist or be empty, unless
+    /// <paramref name="overwrite"/> (<see cref="TrainingOptions.OverwriteOutputDirectory"/>), which removes the
+    /// previous run's <c>checkpoint-N</c> directories and <c>runs/</c> TensorBoard directory. <see cref="Train"/> calls
+    /// it; call it yourself to fail before expensive work that precedes training.
+    /// </summary>
+    /// <exception cref="LoraException">The directory holds files and <paramref name="overwrite"/> is false.</exception>
+    public static void PrepareOutputDirectory(string outputDirectory, bool overwrite)
+    {
+        if (!Directory.Exists(outputDirectory) || !Directory.EnumerateFileSystemEntries(outputDirectory).Any())
+            return;
+        if (!overwrite)
+        {
+            throw new LoraException($"{outputDirectory}: the output directory is not empty (an earlier run?); choose another, " +
+                "resume from its checkpoints, or overwrite it (--overwrite; TrainingOptions.OverwriteOutputDirectory).");
+        }
+
+        foreach (var dir in Directory.EnumerateDirectories(outputDirectory))
+        {
+            var name = Path.GetFileName(dir);
+            if (TrainingCheckpoints.IsCheckpointName(name) || name == TensorBoardLogger.DefaultDirectoryName)
+                Directory.Delete(dir, recursive: true);
+        }
     }
 
     /// <summary>The objective's metrics over the evaluation data (<c>loss</c> first; the model is put back in
@@ -354,7 +389,8 @@ public sealed class Trainer : IDisposable
     private (int Epoch, int Batch) DataPosition(int stepsDone) =>
         (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * Options.GradientAccumulationSteps);
 
-    private IReadOnlyDictionary<string, double> EvaluateAndLog()
+    // trackBest: false for the evaluation before the first step (there is no checkpoint-0 to be the best).
+    private IReadOnlyDictionary<string, double> EvaluateAndLog(bool trackBest = true)
     {
         var metrics = Evaluate();
         var loss = metrics["loss"];
@@ -367,7 +403,7 @@ public sealed class Trainer : IDisposable
             EvalPerplexity = metrics.TryGetValue("perplexity", out var ppl) ? ppl : null,
             Metrics = others.Count > 0 ? others : null,
         }, Logged);
-        if (_state.BestMetric is null || loss < _state.BestMetric)
+        if (trackBest && (_state.BestMetric is null || loss < _state.BestMetric))
         {
             _state.BestMetric = loss;
             _state.BestGlobalStep = _state.GlobalStep;

@@ -74,6 +74,25 @@ public static partial class TrainingCheckpoints
         }
     }
 
+    /// <summary>Whether <paramref name="name"/> is a <c>checkpoint-N</c> directory name.</summary>
+    public static bool IsCheckpointName(string name) => CheckpointName().IsMatch(name);
+
+    /// <summary>Deletes the hidden staging directories (<c>.checkpoint-N.tmp-*</c>) that a save interrupted by a
+    /// crash or kill leaves behind; returns their paths.</summary>
+    public static IReadOnlyList<string> RemoveStaging(string outputDirectory)
+    {
+        if (!Directory.Exists(outputDirectory))
+            return [];
+        var removed = new List<string>();
+        foreach (var dir in Directory.EnumerateDirectories(outputDirectory).Where(d => StagingName().IsMatch(Path.GetFileName(d))).Order(StringComparer.Ordinal))
+        {
+            Directory.Delete(dir, recursive: true);
+            removed.Add(dir);
+        }
+
+        return removed;
+    }
+
     /// <summary><c>save_total_limit</c>: deletes the oldest checkpoints until <paramref name="keep"/> remain, never the
     /// newest one nor <paramref name="protect"/> (the best one; then K + 1 may remain, as in transformers).</summary>
     public static IReadOnlyList<string> Rotate(string outputDirectory, int? keep, string? protect = null)
@@ -162,4 +181,7 @@ public static partial class TrainingCheckpoints
 
     [GeneratedRegex(@"^checkpoint-(\d+)$")]
     private static partial Regex CheckpointName();
+
+    [GeneratedRegex(@"^\.checkpoint-\d+\.tmp-[0-9a-f]{32}$")]
+    private static partial Regex StagingName();
 }

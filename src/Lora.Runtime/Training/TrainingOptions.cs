@@ -62,6 +62,16 @@ public sealed record TrainingOptions
     /// <summary><c>eval_steps</c> (defaults to logging_steps): evaluate every N steps when eval data is given; 0 = only at the end.</summary>
     public int? EvalSteps { get; init; }
 
+    /// <summary><c>eval_on_start</c> (false): evaluate once before the first step, so the log starts with the
+    /// untrained model's eval loss at step 0 (not on resume). <c>lora train</c> turns it on when it has eval data.</summary>
+    public bool EvalOnStart { get; init; }
+
+    /// <summary><c>overwrite_output_dir</c> (false): a fresh run (not a resume) refuses an output directory that is not
+    /// empty, so a previous run is never silently mixed with this one. True: train into it anyway, after removing the
+    /// previous run's <c>checkpoint-N</c> directories and its TensorBoard directory (<c>runs/</c>); the other files
+    /// the trainer writes are replaced.</summary>
+    public bool OverwriteOutputDirectory { get; init; }
+
     /// <summary><c>save_steps</c> (500): write <c>checkpoint-{step}</c> every N steps; 0 = no intermediate checkpoints.</summary>
     public int SaveSteps { get; init; } = 500;
 

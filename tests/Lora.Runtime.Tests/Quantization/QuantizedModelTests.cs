@@ -22,6 +22,16 @@ public class QuantizedModelTests
 {
     private static readonly QuantizationConfig Nf4Dq = new() { Type = QuantizationType.Nf4, DoubleQuant = true };
 
+    /// <summary>The same checkpoint entries, bit for bit.</summary>
+    private static void AssertSameState(CausalLM expected, CausalLM actual, string what)
+    {
+        var a = PretrainedWriter.StateDict(expected).ToDictionary(t => t.Key, t => t.Value);
+        var b = PretrainedWriter.StateDict(actual).ToDictionary(t => t.Key, t => t.Value);
+        Assert.Equal(a.Keys.Order(StringComparer.Ordinal), b.Keys.Order(StringComparer.Ordinal));
+        foreach (var (key, value) in a)
+            Assert.True(Bits.Equal(b[key], value), $"{key} differs ({what})");
+    }
+
     private static Tensor Ids(string @case)
     {
         using var expected = SafeTensorsFile.Open(Path.Combine(Fixtures.Peft(@case), "expected.safetensors"));
@@ -43,11 +53,7 @@ public class QuantizedModelTests
         Assert.Equal(paths, ModelQuantizer.QuantizedLayers(onLoad).Select(l => l.Path));
         Assert.DoesNotContain("lm_head", paths);
         Assert.All(ModelQuantizer.QuantizedLayers(onLoad), l => Assert.IsType<FourBitLinear>(l.Base));
-        var a = PretrainedWriter.StateDict(onLoad).ToDictionary(t => t.Key, t => t.Value);
-        var b = PretrainedWriter.StateDict(inMemory).ToDictionary(t => t.Key, t => t.Value);
-        Assert.Equal(b.Keys.Order(StringComparer.Ordinal), a.Keys.Order(StringComparer.Ordinal));
-        foreach (var (key, value) in b)
-            Assert.True(Bits.Equal(a[key], value), $"{key} differs");
+        AssertSameState(inMemory, onLoad, "quantized on load vs in memory");
     }
 
     [Theory]
@@ -210,11 +216,7 @@ public class QuantizedModelTests
         // Loads quantized without being told, to the same tensors and logits.
         using var reloaded = CausalLM.FromPretrained(dir);
         Assert.Equal(config, reloaded.Quantization);
-        var a = PretrainedWriter.StateDict(model).ToDictionary(t => t.Key, t => t.Value);
-        var b = PretrainedWriter.StateDict(reloaded).ToDictionary(t => t.Key, t => t.Value);
-        Assert.Equal(a.Keys.Order(StringComparer.Ordinal), b.Keys.Order(StringComparer.Ordinal));
-        foreach (var (key, value) in a)
-            Assert.True(Bits.Equal(b[key], value), $"{key} differs after reloading");
+        AssertSameState(model, reloaded, "after reloading");
         using var noGrad = no_grad();
         var ids = Ids("qwen2_all_linear");
         Assert.True(Bits.Equal(reloaded.Forward(ids), model.Forward(ids)));
