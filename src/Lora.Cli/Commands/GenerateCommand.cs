@@ -17,7 +17,7 @@ internal static class GenerateCommand
         var adapter = CommonOptions.Adapter();
         var merge = CommonOptions.Merge();
         var prompt = new Option<string?>("--prompt") { Description = "Raw prompt text, continued as it is (special tokens such as BOS are added as the tokenizer does)." };
-        var template = new Option<string?>("--template") { Description = "With --instruction: the prompt template the model was tuned with: alpaca (the default), llama2, chatml, or a template string." };
+        var template = new Option<string?>("--template") { Description = "With --instruction: the prompt template the model was tuned with: alpaca (the default), llama2, chatml, model (the model's own chat template), or a template string." };
         var instruction = new Option<string?>("--instruction") { Description = "An instruction, rendered by --template into the prompt the model was tuned on (instead of --prompt)." };
         var input = new Option<string?>("--input") { Description = "With --instruction: the record's input (context), as in Alpaca data." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 };
@@ -49,7 +49,7 @@ internal static class GenerateCommand
                 throw new LoraException("--template and --input render an --instruction; with --prompt the text is used as it is.");
             if (parse.GetValue(chat) && instructionText is not null)
                 throw new LoraException("--chat sends --prompt through the model's own chat template; --instruction is rendered by --template instead. Use one of them.");
-            var promptTemplate = PromptTemplate.Parse(parse.GetValue(template) ?? "alpaca");
+            var promptTemplate = PromptTemplate.Parse(parse.GetValue(template) ?? "alpaca", modelDir);
             using var session = ModelSession.Open(modelDir, parse.GetValue(adapter), parse.GetValue(merge), parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
             var tokenizer = HfTokenizer.Load(modelDir);
             var temp = parse.GetValue(temperature);

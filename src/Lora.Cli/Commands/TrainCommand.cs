@@ -37,7 +37,7 @@ internal static class TrainCommand
         var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (default 16)." };
         var targets = new Option<string?>("--targets") { Description = "Layers to adapt: names (q_proj,v_proj), a regex on leaf or path, or all-linear (default: PEFT's for the model type and method)." };
         var dropout = new Option<double?>("--lora-dropout") { Description = "Dropout on the adapter input (default 0.05)." };
-        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, or a custom template string (default: by record format)." };
+        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, model (the model's own chat template, as apply_chat_template renders it), or a custom template string (default: by record format)." };
         var maxLength = new Option<int>("--max-length") { Description = "Examples are cut to this many tokens; packed rows have this length.", DefaultValueFactory = _ => 1024 };
         var packing = new Option<bool>("--packing") { Description = "Pack examples into rows of --max-length tokens (attention stays inside each example)." };
         var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-4 };
