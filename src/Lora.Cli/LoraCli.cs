@@ -15,9 +15,11 @@ public static class LoraCli
         {
             InfoCommand.Create(stdout),
             TokenizeCommand.Create(stdout),
+            TemplateCommand.Create(stdout),
             EvalCommand.Create(stdout, stderr),
             GenerateCommand.Create(stdout, stderr),
             MergeCommand.Create(stdout, stderr),
+            ExportCommand.Create(stdout, stderr),
             QuantizeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),

@@ -20,7 +20,7 @@ internal static class EvalCommand
             Description = "Evaluation data: Alpaca JSON/JSONL, chat JSONL, plain text (.txt or {\"text\"} rows), or pre-tokenised JSONL rows {\"input_ids\": [...], \"labels\": [...]?}.",
             Required = true,
         };
-        var template = new Option<string?>("--template") { Description = "Prompt template for instruction/chat data: alpaca (default for Alpaca records), llama2, chatml, or a template string." };
+        var template = new Option<string?>("--template") { Description = "Prompt template for instruction/chat data: alpaca (default for Alpaca records), llama2, chatml, model (the model's own chat template), or a template string." };
         var maxLength = new Option<int>("--max-length") { Description = "Truncate examples to this many tokens.", DefaultValueFactory = _ => 1024 };
         var exactMatch = new Option<bool>("--exact-match") { Description = "Alpaca data: also answer each instruction greedily (as lora generate) and print the share of answers equal to the output." };
         var maxNewTokens = new Option<int>("--max-new-tokens") { Description = "With --exact-match: tokens per answer at most.", DefaultValueFactory = _ => 16 };

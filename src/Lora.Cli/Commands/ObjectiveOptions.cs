@@ -259,7 +259,7 @@ internal sealed class ObjectiveOptions
                 ["output_dir"] = Path.GetFullPath(result.OutputDirectory),
                 ["adapter"] = new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))),
                 ["checkpoints"] = result.Checkpoints.Select(Path.GetFullPath),
-                ["metrics"] = Path.GetFullPath(result.MetricsPath),
+                ["metrics"] = result.MetricsPath is { } metricsPath ? Path.GetFullPath(metricsPath) : null,
                 ["loss_curve"] = Path.GetFullPath(result.LossCurvePath),
                 ["tensorboard"] = Path.GetFullPath(tensorBoard.LogDirectory),
                 ["train_metrics"] = lastTrain?.Metrics,

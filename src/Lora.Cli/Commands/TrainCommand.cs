@@ -39,7 +39,7 @@ internal static class TrainCommand
         var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (default 16)." };
         var targets = new Option<string?>("--targets") { Description = "Layers to adapt: names (q_proj,v_proj), a regex on leaf or path, or all-linear (default: PEFT's for the model type and method)." };
         var dropout = new Option<double?>("--lora-dropout") { Description = "Dropout on the adapter input (default 0.05)." };
-        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, or a custom template string (default: by record format)." };
+        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, model (the model's own chat template, as apply_chat_template renders it), or a custom template string (default: by record format)." };
         var maxLength = new Option<int>("--max-length") { Description = "Examples are cut to this many tokens; packed rows have this length.", DefaultValueFactory = _ => 1024 };
         var packing = new Option<bool>("--packing") { Description = "Pack examples into rows of --max-length tokens (attention stays inside each example)." };
         var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-4 };
@@ -59,6 +59,7 @@ internal static class TrainCommand
         var evalSteps = new Option<int?>("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
         var evalOnStart = new Option<bool>("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
+        var reportTo = new Option<string[]>("--report-to") { Description = "Where the log rows go besides the console: tensorboard (event files in OUT/runs), jsonl (OUT/metrics.jsonl), both (the default; also spelled all), or none. Comma-separated or repeated.", AllowMultipleArgumentsPerToken = true };
         var saveSteps = new Option<int>("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
         var saveTotalLimit = new Option<int?>("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
         var resume = new Option<string?>("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
@@ -75,7 +76,7 @@ internal static class TrainCommand
         {
             mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, lr, wd, scheduler,
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
-            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
+            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, reportTo, saveSteps, saveTotalLimit, resume, seed, bf16, checkpointing, device, json,
         };
         foreach (var option in quantize.All)
             command.Options.Add(option);
@@ -132,8 +133,10 @@ internal static class TrainCommand
                     throw new LoraException($"{resumeFrom}: checkpoint directory not found.");
             }
 
+            var (toTensorBoard, toJsonl) = ReportTo(parse.GetValue(reportTo));
             var options = new TrainingOptions
             {
+                WriteMetricsFile = toJsonl,
                 LearningRate = parse.GetValue(lr),
                 WeightDecay = parse.GetValue(wd),
                 Scheduler = LearningRateSchedule.ParseType(parse.GetValue(scheduler)!),
@@ -216,8 +219,8 @@ internal static class TrainCommand
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
             info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);
-            var tensorBoard = new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName));
-            tensorBoard.Attach(trainer);
+            var tensorBoard = toTensorBoard ? new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName)) : null;
+            tensorBoard?.Attach(trainer);
 
             var result = !asJson && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive
                 ? WithProgressBar(trainer, resumeFrom)
@@ -238,9 +241,9 @@ internal static class TrainCommand
                     adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftMethods.For(config!).WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
                     model = trainingMode == TrainingMode.Peft ? null : Path.GetFullPath(result.OutputDirectory),
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
-                    metrics = Path.GetFullPath(result.MetricsPath),
+                    metrics = result.MetricsPath is { } metricsPath ? Path.GetFullPath(metricsPath) : null,
                     loss_curve = Path.GetFullPath(result.LossCurvePath),
-                    tensorboard = Path.GetFullPath(tensorBoard.LogDirectory),
+                    tensorboard = tensorBoard is null ? null : Path.GetFullPath(tensorBoard.LogDirectory),
                 }));
             }
             else
@@ -253,12 +256,26 @@ internal static class TrainCommand
                 stdout.WriteLine(trainingMode == TrainingMode.Peft
                     ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftMethods.For(config!).WeightsFileName})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
-                stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
+                stdout.WriteLine($"metrics: {result.MetricsPath ?? "not written (--report-to)"}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard?.LogDirectory ?? "not written (--report-to)"}");
             }
 
             return 0;
         });
         return command;
+    }
+
+    /// <summary><c>--report-to</c> (transformers' <c>report_to</c>): which of TensorBoard and metrics.jsonl get the rows.</summary>
+    private static (bool TensorBoard, bool Jsonl) ReportTo(string[]? values)
+    {
+        var names = (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Select(v => v.ToLowerInvariant()).ToList();
+        if (names.Count == 0 || names.Contains("all"))
+            return names.Count <= 1 ? (true, true) : throw new LoraException("--report-to all already names every reporter; give it alone.");
+        if (names.Contains("none"))
+            return names.Count == 1 ? (false, false) : throw new LoraException("--report-to none cannot be combined with other reporters.");
+        var unknown = names.FirstOrDefault(n => n is not ("tensorboard" or "jsonl"));
+        if (unknown is not null)
+            throw new LoraException($"--report-to '{unknown}' is not one of tensorboard, jsonl, all, none.");
+        return (names.Contains("tensorboard"), names.Contains("jsonl"));
     }
 
     /// <summary>The adapter config of <c>--method</c>: the given targets, else PEFT's defaults for the model's family.</summary>

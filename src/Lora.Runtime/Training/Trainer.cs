@@ -145,7 +145,7 @@ public sealed class Trainer : IDisposable
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
         _optimizer = OptimizerSetup.AdamW(model, options, out _offload);
-        _log = new TrainingLog(Path.Combine(OutputDirectory, MetricsFileName));
+        _log = new TrainingLog(options.WriteMetricsFile ? Path.Combine(OutputDirectory, MetricsFileName) : null);
         _state = NewState();
     }
 
@@ -207,6 +207,8 @@ public sealed class Trainer : IDisposable
         else
         {
             _log.Start();
+            if (!Options.WriteMetricsFile)
+                File.Delete(Path.Combine(OutputDirectory, MetricsFileName)); // an overwritten run's, which would be stale
             if (Options.EvalOnStart && _evalObjective is not null)
                 EvaluateAndLog(trackBest: false);
         }
