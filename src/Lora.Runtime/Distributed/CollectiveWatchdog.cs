@@ -19,6 +19,7 @@ internal sealed class CollectiveWatchdog : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private string? _current;
     private long _startedTicks;
+    private TimeSpan _limit;
     private int _depth;
 
     public CollectiveWatchdog(TimeSpan timeout, string who, Action<int> abort)
@@ -35,8 +36,10 @@ internal sealed class CollectiveWatchdog : IDisposable
     /// <summary>What the error line adds (e.g. the last good checkpoint), asked when the watchdog fires.</summary>
     public Func<string?>? Context { get; set; }
 
-    /// <summary>Marks <paramref name="what"/> as running until the returned scope is disposed.</summary>
-    public Scope Watch(string what)
+    /// <summary>Marks <paramref name="what"/> as running until the returned scope is disposed; it may take
+    /// <see cref="Timeout"/>, or <paramref name="atLeast"/> when that is longer (the start-up rendezvous, where ranks
+    /// arrive after loading the model at their own pace).</summary>
+    public Scope Watch(string what, TimeSpan atLeast = default)
     {
         lock (_gate)
         {
@@ -44,6 +47,7 @@ internal sealed class CollectiveWatchdog : IDisposable
             {
                 _current = what;
                 _startedTicks = Environment.TickCount64;
+                _limit = atLeast > Timeout ? atLeast : Timeout;
             }
         }
 
@@ -72,16 +76,18 @@ internal sealed class CollectiveWatchdog : IDisposable
         {
             string? what;
             long elapsed;
+            TimeSpan limit;
             lock (_gate)
             {
                 what = _current;
                 elapsed = Environment.TickCount64 - _startedTicks;
+                limit = _limit;
             }
 
-            if (what is null || elapsed < Timeout.TotalMilliseconds)
+            if (what is null || elapsed < limit.TotalMilliseconds)
                 continue;
             var context = Context?.Invoke();
-            Console.Error.WriteLine($"error: {_who}: {what} did not complete within {Timeout.TotalSeconds:0.###} s: another rank died, " +
+            Console.Error.WriteLine($"error: {_who}: {what} did not complete within {limit.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s: another rank died, " +
                 $"hangs or is far behind; stopping the whole job.{(context is null ? string.Empty : " " + context)}");
             Console.Error.Flush();
             _abort(TimeoutExitCode);

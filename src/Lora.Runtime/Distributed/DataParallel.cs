@@ -39,6 +39,10 @@ public sealed unsafe partial class DataParallel
     /// <summary>The default <see cref="Timeout"/>: ten minutes, as PyTorch's NCCL process groups.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
 
+    /// <summary>The least time the start-up checks (<see cref="EnsureSameOnAllRanks"/>) wait, whatever
+    /// <see cref="Timeout"/> is: ranks reach them after loading the model and data, each at its own pace.</summary>
+    public static readonly TimeSpan StartupTimeout = TimeSpan.FromMinutes(5);
+
     private static readonly Lock Gate = new();
     private static DataParallel? _current;
     private static delegate* unmanaged<nint, nint> _tensorData;
@@ -330,7 +334,9 @@ public sealed unsafe partial class DataParallel
         ArgumentNullException.ThrowIfNull(text);
         if (WorldSize == 1)
             return;
-        var rootText = System.Text.Encoding.UTF8.GetString(Broadcast(System.Text.Encoding.UTF8.GetBytes(text), 0, $"{what} check"));
+        string rootText;
+        using (_watchdog.Watch($"{what} check (waiting for every rank to start)", StartupTimeout))
+            rootText = System.Text.Encoding.UTF8.GetString(Broadcast(System.Text.Encoding.UTF8.GetBytes(text), 0, $"{what} check"));
         var difference = rootText == text ? null : FirstDifference(rootText, text);
         Span<long> differing = [difference is null ? 0 : 1, difference is null ? 0 : 1L << Math.Min(Rank, 62)];
         AllReduceSum(differing, $"{what} check");

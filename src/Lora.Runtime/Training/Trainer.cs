@@ -498,17 +498,20 @@ public sealed class Trainer : IDisposable
     private void Resume(string checkpoint)
     {
         var state = TrainingCheckpoints.ReadState(checkpoint, TotalSteps, Options.Seed);
+        if ((state.WorldSize ?? 1) != (_group?.WorldSize ?? 1))
+        {
+            throw new LoraException($"{checkpoint}: the checkpoint was written by a run of {state.WorldSize ?? 1} rank(s), this run has {_group?.WorldSize ?? 1}; " +
+                "the global batch and the data position would differ. Resume with the same number of ranks.");
+        }
+
         if (Options.Mode == TrainingMode.Peft)
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
         _offload?.ParametersToHost();
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
-        if (_group is not null)
+        if (_group is { WorldSize: > 1 })
         {
-            if ((state.WorldSize ?? 1) != _group.WorldSize)
-                throw new LoraException($"{checkpoint}: the checkpoint was written by a run of {state.WorldSize ?? 1} rank(s), this run has {_group.WorldSize}; " +
-                    "the global batch and the data position would differ. Resume with the same number of ranks.");
             var rngPath = Path.Combine(checkpoint, DataParallelTraining.RngFile(_group.Rank));
             if (!File.Exists(rngPath))
                 throw new LoraException($"{rngPath}: file not found (this rank's RNG state).");
