@@ -17,16 +17,25 @@ internal sealed class CollectiveWatchdog : IDisposable
     private readonly Action<int> _abort;
     private readonly string _who;
     private readonly CancellationTokenSource _stop = new();
+    private readonly TextWriter? _error;
+    private readonly bool _exitIfAbortReturns;
     private string? _current;
     private long _startedTicks;
     private TimeSpan _limit;
     private int _depth;
 
-    public CollectiveWatchdog(TimeSpan timeout, string who, Action<int> abort)
+    /// <param name="timeout">How long one collective may take.</param>
+    /// <param name="who">Named in the error line ("rank 1 of 4").</param>
+    /// <param name="abort">Stops the job (MPI_Abort); given <see cref="TimeoutExitCode"/>.</param>
+    /// <param name="error">Where the error line goes (stderr by default).</param>
+    /// <param name="exitIfAbortReturns">End this process when <paramref name="abort"/> has not within 10 s.</param>
+    public CollectiveWatchdog(TimeSpan timeout, string who, Action<int> abort, TextWriter? error = null, bool exitIfAbortReturns = true)
     {
         Timeout = timeout;
         _who = who;
         _abort = abort;
+        _error = error;
+        _exitIfAbortReturns = exitIfAbortReturns;
         _thread = new Thread(Run) { IsBackground = true, Name = "lora collective watchdog" };
         _thread.Start();
     }
@@ -87,10 +96,13 @@ internal sealed class CollectiveWatchdog : IDisposable
             if (what is null || elapsed < limit.TotalMilliseconds)
                 continue;
             var context = Context?.Invoke();
-            Console.Error.WriteLine($"error: {_who}: {what} did not complete within {limit.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s: another rank died, " +
+            var error = _error ?? Console.Error;
+            error.WriteLine($"error: {_who}: {what} did not complete within {limit.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s: another rank died, " +
                 $"hangs or is far behind; stopping the whole job.{(context is null ? string.Empty : " " + context)}");
-            Console.Error.Flush();
+            error.Flush();
             _abort(TimeoutExitCode);
+            if (!_exitIfAbortReturns)
+                return;
             Thread.Sleep(TimeSpan.FromSeconds(10));
             Posix.Exit(TimeoutExitCode); // MPI_Abort returned without ending this process
         }

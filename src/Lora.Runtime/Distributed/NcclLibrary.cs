@@ -55,13 +55,17 @@ internal sealed unsafe class NcclLibrary
 
     public string Path { get; }
 
-    /// <summary>Where NCCL is looked for, in order (see the class summary).</summary>
-    public static IReadOnlyList<string> Candidates()
+    /// <summary>Where NCCL is looked for, in order (see the class summary), from the environment.</summary>
+    public static IReadOnlyList<string> Candidates() =>
+        Candidates(Environment.GetEnvironmentVariable(Variable), Environment.GetEnvironmentVariable(TorchRuntime.LibTorchVariable));
+
+    /// <summary>Where NCCL is looked for given <c>LORA_NCCL</c> and <c>LORA_LIBTORCH</c>.</summary>
+    public static IReadOnlyList<string> Candidates(string? configured, string? libtorch)
     {
         var list = new List<string>();
-        if (Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } configured)
+        if (configured is { Length: > 0 })
             list.Add(Directory.Exists(configured) ? System.IO.Path.Combine(configured, FileName) : configured);
-        if (Environment.GetEnvironmentVariable(TorchRuntime.LibTorchVariable) is { Length: > 0 } libtorch)
+        if (libtorch is { Length: > 0 })
         {
             list.Add(System.IO.Path.Combine(libtorch, FileName));
             // pip's torch/lib sits in site-packages; nvidia-nccl-cu12 installs site-packages/nvidia/nccl/lib.
@@ -73,10 +77,13 @@ internal sealed unsafe class NcclLibrary
     }
 
     /// <summary>Loads NCCL, or returns null with <paramref name="why"/> listing what was tried.</summary>
-    public static NcclLibrary? TryLoad(out string why)
+    public static NcclLibrary? TryLoad(out string why) => TryLoad(Candidates(), out why);
+
+    /// <summary>Loads the first of <paramref name="candidates"/> that is NCCL 2.</summary>
+    public static NcclLibrary? TryLoad(IEnumerable<string> candidates, out string why)
     {
         var errors = new List<string>();
-        foreach (var candidate in Candidates())
+        foreach (var candidate in candidates)
         {
             if (candidate.Contains('/') && !File.Exists(candidate))
             {
