@@ -204,6 +204,28 @@ public sealed class DistributedTrainingTests
         Assert.StartsWith("Open MPI v", report.GetProperty("mpi_version").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Without_mpirun_info_reports_what_was_found_and_the_distributed_options_are_checked()
+    {
+        var (code, stdout, stderr) = Run("info", "--device", "cpu", "--json");
+        Assert.True(code == 0, stderr);
+        var report = JsonDocument.Parse(stdout).RootElement;
+        Assert.False(report.GetProperty("launched_by_mpirun").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, report.GetProperty("world_size").ValueKind);
+        Assert.Equal("libmpi.so.40", report.GetProperty("mpi").GetString()); // CI installs Open MPI
+        // NCCL: a path and a version, or why not (no GPU stack on CI).
+        Assert.True(report.GetProperty("nccl").ValueKind == JsonValueKind.String || report.GetProperty("nccl_missing").GetString()!.Contains("libnccl.so.2", StringComparison.Ordinal));
+
+        var dir = TempDirectory();
+        (code, stdout, stderr) = Run(Train(ModelWithTokenizer("llama_qv"), Data(dir), Path.Combine(dir, "out"), gradAccum: 1, "--max-steps", "1", "--dist-timeout", "0"));
+        Assert.Equal(1, code);
+        Assert.Equal("error: --dist-timeout must be > 0 seconds (got 0).\n", stderr);
+        (code, _, stderr) = Run(Train(ModelWithTokenizer("llama_qv"), Data(dir), Path.Combine(dir, "out"), gradAccum: 1, "--max-steps", "1", "--dist-backend", "gloo"));
+        Assert.Equal(1, code);
+        Assert.Equal("error: --dist-backend 'gloo' is not one of auto, nccl, mpi.\n", stderr);
+        Assert.Empty(stdout);
+    }
+
     private const int SigKill = 9;
     private const int SigStop = 19;
 
