@@ -22,6 +22,11 @@ public static class LoraCli
             QuantizeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),
+            RewardCommand.Create(stdout, stderr),
+            ScoreCommand.Create(stdout, stderr),
+            DpoCommand.Create(stdout, stderr),
+            GrpoCommand.Create(stdout, stderr),
+            PpoCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

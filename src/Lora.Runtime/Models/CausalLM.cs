@@ -39,6 +39,20 @@ public abstract class CausalLM : nn.Module
     public abstract Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null);
 
     /// <summary>
+    /// The final hidden states <c>(B, T, C)</c> (after the final norm: what <see cref="OutputHead"/> reads), with the
+    /// same arguments as <see cref="Forward"/> (no cache). Heads other than the LM head read them: a reward model's
+    /// <c>score</c> (transformers' <c>*ForSequenceClassification</c>), PPO's value head. Architectures that do not
+    /// expose them throw.
+    /// </summary>
+    public virtual Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) =>
+        throw new LoraException($"{GetType().Name} does not expose its hidden states, which a reward model or a value head reads; use a Llama, Qwen2 or GPT-2 family model.");
+
+    /// <summary>Logits <c>(B, T, vocab)</c> of hidden states from <see cref="HiddenStates"/>: the output head.</summary>
+    public Tensor LogitsOf(Tensor hidden) => OutputHead is nn.Module<Tensor, Tensor> head
+        ? head.call(hidden)
+        : throw new LoraException($"{GetType().Name} does not say what its output head is.");
+
+    /// <summary>
     /// Gradient (activation) checkpointing: while training, each decoder block is recomputed in the backward pass
     /// instead of keeping its activations (transformers' <c>gradient_checkpointing_enable()</c>). Same gradients,
     /// less memory, one extra forward per block. Architectures that do not support it throw when it is turned on.

@@ -23,8 +23,12 @@ public static class PeftAdapter
 
     /// <summary>The adapter's tensors under their PEFT keys (fp32, CPU): its own parameters, plus what
     /// <paramref name="config"/>'s method trains besides (modules_to_save, LoRA's biases).</summary>
-    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName, PeftConfig? config = null) =>
-        Parameters(model, adapterName, config).ToDictionary(p => p.Key, p => p.Value.detach().to(ScalarType.Float32).cpu().contiguous(), StringComparer.Ordinal);
+    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName, PeftConfig? config = null)
+    {
+        // The intermediate copies (detach, dtype, device) are disposed here; only the returned tensors are the caller's.
+        using var scope = NewDisposeScope();
+        return Parameters(model, adapterName, config).ToDictionary(p => p.Key, p => p.Value.detach().to(ScalarType.Float32).cpu().contiguous().MoveToOuterDisposeScope(), StringComparer.Ordinal);
+    }
 
     /// <summary>PEFT key → the live parameter, for everything the adapter file holds.</summary>
     private static Dictionary<string, TorchSharp.Modules.Parameter> Parameters(nn.Module model, string adapterName, PeftConfig? config)

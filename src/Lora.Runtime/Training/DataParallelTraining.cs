@@ -50,9 +50,10 @@ internal static class DataParallelTraining
     /// <summary>Sums the loss and metric sums over the ranks. Every rank computes the same metrics except at the end of
     /// an epoch, where a rank may have no micro-batch (<paramref name="someRankIdle"/>): then rank 0's metric names
     /// (it always has one) are broadcast first.</summary>
-    public static double SumLoss(DataParallel group, double lossSum, Dictionary<string, double> metricSums, bool someRankIdle)
+    public static double SumLoss(DataParallel group, double lossSum, Dictionary<string, double> metricSums, Dictionary<string, double> metricCounts, bool someRankIdle)
     {
-        var names = metricSums.Keys.Order(StringComparer.Ordinal).ToList();
+        // "s:" metric sums, "c:" their own denominators (metrics not divided by the step's normaliser).
+        var names = metricSums.Keys.Select(n => "s:" + n).Concat(metricCounts.Keys.Select(n => "c:" + n)).Order(StringComparer.Ordinal).ToList();
         if (someRankIdle)
         {
             var text = Encoding.UTF8.GetString(group.Broadcast(Encoding.UTF8.GetBytes(string.Join('\n', names)), 0, "broadcast of the metric names"));
@@ -62,11 +63,12 @@ internal static class DataParallelTraining
         var values = new double[names.Count + 1];
         values[0] = lossSum;
         for (var i = 0; i < names.Count; i++)
-            values[i + 1] = metricSums.GetValueOrDefault(names[i]);
+            values[i + 1] = (names[i][0] == 's' ? metricSums : metricCounts).GetValueOrDefault(names[i][2..]);
         group.AllReduceSum(values, "all-reduce of the step's loss");
         metricSums.Clear();
+        metricCounts.Clear();
         for (var i = 0; i < names.Count; i++)
-            metricSums[names[i]] = values[i + 1];
+            (names[i][0] == 's' ? metricSums : metricCounts)[names[i][2..]] = values[i + 1];
         return values[0];
     }
 

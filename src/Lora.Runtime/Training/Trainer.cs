@@ -46,6 +46,8 @@ public sealed class Trainer : IDisposable
     private readonly PeftConfig? _adapterConfig;
     private readonly ITrainingObjective _objective;
     private readonly ITrainingObjective? _evalObjective;
+    private readonly IRolloutObjective? _rollouts;
+    private readonly IObjectiveParameters? _objectiveParameters;
     private readonly BatchSampler _sampler;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _trainable;
     private readonly AdamW _optimizer;
@@ -56,6 +58,8 @@ public sealed class Trainer : IDisposable
     private TrainerState _state;
     private int _cachedEpoch = -1;
     private List<int[]> _epochBatches = [];
+    private int _rolloutIndex = -1;
+    private IReadOnlyDictionary<string, double> _rolloutMetrics = new Dictionary<string, double>();
 
     /// <summary>Causal-LM fine-tuning on tokenised examples (<see cref="CausalLMObjective"/>).</summary>
     /// <param name="model">The model; for <see cref="TrainingMode.Peft"/> with adapters already attached
@@ -111,12 +115,40 @@ public sealed class Trainer : IDisposable
         }
 
         _trainable = TrainableSelection.Apply(model, options, adapterConfig);
+        if (objective is IObjectiveParameters own)
+        {
+            // An objective's own trainable parameters (PPO's value head) train beside the selection.
+            _objectiveParameters = own;
+            foreach (var (_, parameter) in own.Parameters)
+                parameter.requires_grad = true;
+            _trainable = [.. _trainable, .. own.Parameters];
+        }
+
         model.GradientCheckpointing = options.GradientCheckpointing;
         _group = options.DataParallel;
 
-        _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
-        MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
-        StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + MicroBatchesPerStep - 1) / MicroBatchesPerStep);
+        if (objective is IRolloutObjective rollouts)
+        {
+            // Online objectives: the sampler's batches are the rollouts' prompt groups (incomplete ones dropped, as TRL's
+            // samplers do), and each rollout is trained on for StepsPerRollout optimizer steps.
+            if (_group is { WorldSize: > 1 })
+                throw new LoraException("rollout objectives (GRPO, PPO) do not run data-parallel yet: run them in one process (without mpirun).");
+            _rollouts = rollouts;
+            if (rollouts.PromptsPerRollout < 1 || rollouts.StepsPerRollout < 1)
+                throw new LoraException($"a rollout needs at least one prompt and one step (got {rollouts.PromptsPerRollout} prompts, {rollouts.StepsPerRollout} steps).");
+            _sampler = new BatchSampler(objective.Lengths.ToArray(), rollouts.PromptsPerRollout, options.Sampling, options.Seed, dropLast: true);
+            if (_sampler.BatchesPerEpoch == 0)
+                throw new LoraException($"the training data has {objective.Lengths.Count} prompts, fewer than one rollout's {rollouts.PromptsPerRollout}: add prompts or lower the batch size.");
+            MicroBatchesPerEpoch = _sampler.BatchesPerEpoch * rollouts.StepsPerRollout * options.GradientAccumulationSteps;
+            StepsPerEpoch = _sampler.BatchesPerEpoch * rollouts.StepsPerRollout;
+        }
+        else
+        {
+            _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
+            MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
+            StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + MicroBatchesPerStep - 1) / MicroBatchesPerStep);
+        }
+
         TotalSteps = options.MaxSteps > 0 ? options.MaxSteps : (int)Math.Ceiling(options.Epochs * StepsPerEpoch);
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
@@ -132,7 +164,8 @@ public sealed class Trainer : IDisposable
     /// <summary>The learning-rate schedule in force.</summary>
     public LearningRateSchedule Schedule { get; }
 
-    /// <summary>Micro-batches (of <see cref="TrainingOptions.BatchSize"/>) per pass over the data.</summary>
+    /// <summary>Micro-batches (of <see cref="TrainingOptions.BatchSize"/>) per pass over the data (for a rollout
+    /// objective: its steps per epoch × gradient accumulation).</summary>
     public int MicroBatchesPerEpoch { get; }
 
     /// <summary>Optimizer steps per epoch: ceil(micro-batches / (accumulation × ranks)).</summary>
@@ -344,15 +377,13 @@ public sealed class Trainer : IDisposable
     private StepResult Step(int step, string? lastCheckpoint)
     {
         using var scope = NewDisposeScope();
-        var epoch = step / StepsPerEpoch;
-        var first = step % StepsPerEpoch * MicroBatchesPerStep;
-        var count = Math.Min(MicroBatchesPerStep, MicroBatchesPerEpoch - first);
+        var units = StepUnits(step);
+        var count = units.Count;
         var batches = new List<IObjectiveBatch>(count);
         try
         {
-            var epochBatches = BatchesOf(epoch);
             foreach (var j in DataParallelTraining.Mine(count, _group)) // all of them in a single process
-                batches.Add(_objective.Collate(epochBatches[first + j]));
+                batches.Add(_objective.Collate(units[j]));
             var normalizer = batches.Sum(b => b.Normalizer);
             long inputTokens = batches.Sum(b => b.InputTokens);
             if (_group is not null)
@@ -369,6 +400,7 @@ public sealed class Trainer : IDisposable
 
             double lossSum = 0;
             var metricSums = new Dictionary<string, double>(StringComparer.Ordinal);
+            var metricCounts = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var batch in batches)
             {
                 using var micro = NewDisposeScope();
@@ -378,12 +410,14 @@ public sealed class Trainer : IDisposable
                 lossSum += loss.Sum.to(ScalarType.Float64).item<double>();
                 foreach (var (name, sum) in loss.MetricSums ?? new Dictionary<string, Tensor>())
                     metricSums[name] = metricSums.GetValueOrDefault(name) + sum.to(ScalarType.Float64).item<double>();
+                foreach (var (name, metricCount) in loss.MetricCounts ?? new Dictionary<string, double>())
+                    metricCounts[name] = metricCounts.GetValueOrDefault(name) + metricCount;
             }
 
             if (_group is not null)
             {
                 DataParallelTraining.ReduceGradients(_group, _trainable.Select(t => t.Parameter).ToList());
-                lossSum = DataParallelTraining.SumLoss(_group, lossSum, metricSums, someRankIdle: count < _group.WorldSize);
+                lossSum = DataParallelTraining.SumLoss(_group, lossSum, metricSums, metricCounts, someRankIdle: count < _group.WorldSize);
             }
 
             var mean = lossSum / normalizer;
@@ -396,7 +430,10 @@ public sealed class Trainer : IDisposable
             _optimizer.step();
             _offload?.ParametersToDevice();
             _optimizer.zero_grad();
-            return new StepResult(mean, norm, lr, inputTokens, metricSums.ToDictionary(m => m.Key, m => m.Value / normalizer, StringComparer.Ordinal));
+            var metrics = metricSums.ToDictionary(m => m.Key, m => m.Value / (metricCounts.TryGetValue(m.Key, out var c) ? Math.Max(c, 1e-12) : normalizer), StringComparer.Ordinal);
+            foreach (var (name, value) in _rolloutMetrics)
+                metrics[name] = value;
+            return new StepResult(mean, norm, lr, inputTokens, metrics);
         }
         finally
         {
@@ -410,6 +447,42 @@ public sealed class Trainer : IDisposable
             (lastCheckpoint is null ? "No checkpoint had been saved yet." : $"The last good checkpoint is {lastCheckpoint}.") +
             " Lower the learning rate, enable clipping (max_grad_norm), or check the data.");
 
+    /// <summary>The units of each micro-batch of optimizer step <paramref name="step"/> (0-based): the sampler's
+    /// batches, or, for a rollout objective, the current rollout's (made first when a rollout starts).</summary>
+    private IReadOnlyList<int[]> StepUnits(int step)
+    {
+        if (_rollouts is null)
+        {
+            var epoch = step / StepsPerEpoch;
+            var first = step % StepsPerEpoch * MicroBatchesPerStep;
+            var count = Math.Min(MicroBatchesPerStep, MicroBatchesPerEpoch - first);
+            return BatchesOf(epoch).Skip(first).Take(count).ToList();
+        }
+
+        var rollout = step / _rollouts.StepsPerRollout;
+        if (rollout != _rolloutIndex)
+        {
+            var perEpoch = StepsPerEpoch / _rollouts.StepsPerRollout;
+            var prompts = BatchesOf(rollout / perEpoch)[rollout % perEpoch];
+            var seed = (long)new SplitMix64(new SplitMix64((ulong)(uint)Options.Seed).Next() ^ (0x5EEDUL + (ulong)rollout)).Next() & long.MaxValue;
+            _model.eval();
+            try
+            {
+                using var noGrad = no_grad();
+                using var scope = NewDisposeScope();
+                _rolloutMetrics = _rollouts.Rollout(_model, prompts, _device, seed);
+            }
+            finally
+            {
+                _model.train();
+            }
+
+            _rolloutIndex = rollout;
+        }
+
+        return _rollouts.StepUnits(step % _rollouts.StepsPerRollout);
+    }
+
     private List<int[]> BatchesOf(int epoch)
     {
         if (epoch != _cachedEpoch)
@@ -422,8 +495,9 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>(epoch, micro-batch) of the next read after <paramref name="stepsDone"/> steps.</summary>
-    private (int Epoch, int Batch) DataPosition(int stepsDone) =>
-        (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * MicroBatchesPerStep);
+    private (int Epoch, int Batch) DataPosition(int stepsDone) => _rollouts is null
+        ? (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * MicroBatchesPerStep)
+        : (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch / _rollouts.StepsPerRollout); // (epoch, rollout in the epoch)
 
     // trackBest: false for the evaluation before the first step (there is no checkpoint-0 to be the best).
     private IReadOnlyDictionary<string, double> EvaluateAndLog(bool trackBest = true)
@@ -484,6 +558,7 @@ public sealed class Trainer : IDisposable
     /// <summary>The trained weights: the PEFT adapter, or the whole model (config.json + model.safetensors).</summary>
     private void SaveModel(string dir)
     {
+        _objectiveParameters?.Save(dir);
         if (Options.Mode == TrainingMode.Peft)
         {
             PeftAdapter.Save(_model, dir, _adapterConfig!, Options.AdapterName);
@@ -508,6 +583,8 @@ public sealed class Trainer : IDisposable
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
+        _objectiveParameters?.Load(checkpoint);
+        _rolloutIndex = -1; // made again from the restored weights
         _offload?.ParametersToHost();
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
         if (_group is { WorldSize: > 1 })
