@@ -25,7 +25,7 @@ internal static class TrainThroughput
     {
         var s = new BenchShape(args, generation: false);
         var device = s.Device;
-        var optimizerKind = s.Text("--optimizer") ?? "torchsharp";
+        var optimizerKind = s.Text("--optimizer") ?? "fused";
         manual_seed(0);
         using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
         model.InitializeWeights();
@@ -35,9 +35,12 @@ internal static class TrainThroughput
         var trainable = model.MarkTrainable(config).Select(p => p.Parameter).ToList();
         model.GradientCheckpointing = s.GradientCheckpointing;
         model.train();
-        using var optimizer = optimizerKind == "torchsharp"
-            ? optim.AdamW(trainable, lr: 2e-4)
-            : throw new ArgumentException($"--optimizer {optimizerKind}: expected torchsharp.");
+        using TorchSharp.Modules.AdamW optimizer = optimizerKind switch
+        {
+            "fused" => new Training.AdamW(trainable, lr: 2e-4),
+            "torchsharp" => optim.AdamW(trainable, lr: 2e-4),
+            _ => throw new ArgumentException($"--optimizer {optimizerKind}: expected fused or torchsharp."),
+        };
         using var ids = randint(0, s.Vocab, [s.Batch, s.Seq], dtype: ScalarType.Int64, device: device);
         using var ceiling = new MatmulCeiling(device, s.DType);
         var memory = new PeakMemory(device);

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Lora.Training;
 
 /// <summary>AdamW over the trainable parameters, in transformers' two groups: decayed, and not decayed (biases and
-/// norm weights, <see cref="WeightDecayGroups"/>).</summary>
+/// norm weights, <see cref="WeightDecayGroups"/>), updated by the fused multi-tensor kernel (<see cref="Lora.Training.AdamW"/>).</summary>
 internal static class OptimizerSetup
 {
     public static AdamW AdamW(nn.Module model, TrainingOptions options) => AdamW(model, options, out _);
@@ -22,7 +22,7 @@ internal static class OptimizerSetup
             groups.Add(Group(decay.Select(p => (p.Name, map(p.Parameter))), options, options.WeightDecay));
         if (noDecay.Count > 0)
             groups.Add(Group(noDecay.Select(p => (p.Name, map(p.Parameter))), options, 0));
-        return torch.optim.AdamW(groups, options.LearningRate, options.AdamBeta1, options.AdamBeta2, options.AdamEpsilon);
+        return new AdamW(groups, options.LearningRate, options.AdamBeta1, options.AdamBeta2, options.AdamEpsilon);
     }
 
     private static AdamW.ParamGroup Group(IEnumerable<(string Name, Parameter Parameter)> parameters, TrainingOptions options, double weightDecay) =>
