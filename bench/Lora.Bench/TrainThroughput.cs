@@ -48,8 +48,8 @@ internal static class TrainThroughput
         Tensor Step()
         {
             using var scope = NewDisposeScope();
-            var (sum, tokens) = CausalLMLoss.Sum(model.Forward(ids), ids);
-            var loss = sum / tokens;
+            // As the trainer: no read-back inside the step (the token count is known on the host).
+            var loss = CausalLMLoss.TokenSum(model.Forward(ids), ids) / (s.Batch * (s.Seq - 1.0));
             loss.backward();
             GradientCheckpoint.ReleasePending();
             optimizer.step();

@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data;
 using Lora.Models;
 using TorchSharp;
@@ -53,11 +54,11 @@ public sealed class CausalLMObjective : ITrainingObjective
     public ObjectiveLoss Loss(CausalLM model, IObjectiveBatch batch, Device device)
     {
         var b = ((SftBatch)batch).Batch;
+        Tensor ToDevice(Tensor t) => HostToDevice.Copy(t, device); // pinned, non-blocking on CUDA
         var logits = b.PackedMask is not null
-            ? model.Forward(b.InputIds.to(device), b.PackedMask.to(device), b.PositionIds.to(device))
-            : model.Forward(b.InputIds.to(device), b.InputTokens == b.InputIds.numel() ? null : b.AttentionMask.to(device));
-        var (sum, _) = CausalLMLoss.Sum(logits, b.Labels.to(device));
-        return new ObjectiveLoss(sum);
+            ? model.Forward(ToDevice(b.InputIds), ToDevice(b.PackedMask), ToDevice(b.PositionIds))
+            : model.Forward(ToDevice(b.InputIds), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
+        return new ObjectiveLoss(CausalLMLoss.TokenSum(logits, ToDevice(b.Labels))); // no read-back: the normaliser is counted on the host
     }
 
     /// <summary>Token-weighted mean loss over the examples (unpacked) and <c>exp</c> of it.</summary>
