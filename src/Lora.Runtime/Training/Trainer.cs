@@ -108,8 +108,6 @@ public sealed class Trainer : IDisposable
         }
         else if (options.Bf16)
         {
-            if (_device.type != DeviceType.CUDA)
-                throw new LoraException("bf16 needs a CUDA device (it is the base model's compute dtype on GPU); train in fp32 on CPU.");
             var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
             if (model.parameters().Any(p => !adapterParameters.Contains(p) && p.dtype != ScalarType.BFloat16))
                 throw new LoraException("bf16: load the base model in bfloat16 (CausalLM.FromPretrained(dir, ScalarType.BFloat16, device)).");

@@ -264,7 +264,7 @@ public class TrainerTests
         var dir = Fixtures.TempDirectory();
         Assert.Contains("adapters", Assert.Throws<LoraException>(() => new Trainer(model, Options, dir, data)).Message);
         Assert.Contains("not both", Assert.Throws<LoraException>(() => new Trainer(model, Options with { WarmupRatio = 0.1 }, dir, data)).Message);
-        Assert.Contains("CUDA", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Bf16 = true }, dir, data)).Message);
+        Assert.Contains("load the base model in bfloat16", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Bf16 = true }, dir, data)).Message);
         Assert.Contains("no examples", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Mode = TrainingMode.Full }, dir, [])).Message);
         var masked = data.Select(e => e with { Labels = e.Labels.Select(_ => TokenizedExample.IgnoreIndex).ToArray() }).ToList();
         Assert.Contains("fully masked", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Mode = TrainingMode.Full }, dir, masked)).Message);
