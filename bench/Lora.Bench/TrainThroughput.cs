@@ -26,6 +26,7 @@ internal static class TrainThroughput
         var s = new BenchShape(args, generation: false);
         var device = s.Device;
         var optimizerKind = s.Text("--optimizer") ?? "fused";
+        var lossKind = s.Text("--loss") ?? "fused"; // fused: head + cross-entropy chunked (CausalLMLoss.ModelTokenSum); logits: the whole batch's logits
         manual_seed(0);
         using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
         model.InitializeWeights();
@@ -49,7 +50,8 @@ internal static class TrainThroughput
         {
             using var scope = NewDisposeScope();
             // As the trainer: no read-back inside the step (the token count is known on the host).
-            var loss = CausalLMLoss.TokenSum(model.Forward(ids), ids) / (s.Batch * (s.Seq - 1.0));
+            var sum = lossKind == "fused" ? CausalLMLoss.ModelTokenSum(model, ids, ids) : CausalLMLoss.TokenSum(model.Forward(ids), ids);
+            var loss = sum / (s.Batch * (s.Seq - 1.0));
             loss.backward();
             GradientCheckpoint.ReleasePending();
             optimizer.step();
@@ -93,7 +95,7 @@ internal static class TrainThroughput
             ["dtype"] = s.DType.ToString(),
             ["layers"] = s.Layers, ["hidden"] = s.Hidden, ["inter"] = s.Inter, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads,
             ["vocab"] = s.Vocab, ["seq"] = s.Seq, ["batch"] = s.Batch, ["r"] = s.R, ["alpha"] = s.Alpha, ["targets"] = s.Targets,
-            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind,
+            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind,
             ["threads"] = get_num_threads(),
             ["n_matmul"] = nMatmul,
             ["trainable"] = trainable.Sum(p => p.numel()),

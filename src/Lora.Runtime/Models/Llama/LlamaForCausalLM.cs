@@ -52,6 +52,12 @@ public class LlamaForCausalLM : CausalLM
         return LmHead.call(hidden).MoveToOuterDisposeScope();                    // (B, T, vocab)
     }
 
+    public override Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null)
+    {
+        CheckInputs(inputIds, null);
+        return Model.Forward(inputIds, attentionMask, positionIds, null); // (B, T, C)
+    }
+
     public override nn.Module OutputHead => LmHead;
 
     public override EmbeddingLayer InputEmbedding => Model.EmbedTokens;

@@ -55,10 +55,11 @@ public sealed class CausalLMObjective : ITrainingObjective
     {
         var b = ((SftBatch)batch).Batch;
         Tensor ToDevice(Tensor t) => HostToDevice.Copy(t, device); // pinned, non-blocking on CUDA
-        var logits = b.PackedMask is not null
-            ? model.Forward(ToDevice(b.InputIds), ToDevice(b.PackedMask), ToDevice(b.PositionIds))
-            : model.Forward(ToDevice(b.InputIds), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
-        return new ObjectiveLoss(CausalLMLoss.TokenSum(logits, ToDevice(b.Labels))); // no read-back: the normaliser is counted on the host
+        // No read-back: the normaliser is counted on the host. The head and the loss are fused where the model allows.
+        var sum = b.PackedMask is not null
+            ? CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), ToDevice(b.PackedMask), ToDevice(b.PositionIds))
+            : CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
+        return new ObjectiveLoss(sum);
     }
 
     /// <summary>Token-weighted mean loss over the examples (unpacked) and <c>exp</c> of it.</summary>
