@@ -9,6 +9,7 @@ return args.FirstOrDefault() switch
     "quant-memory" => QuantMemory.Run(args[1..]),
     "qlora-step" => QloraStep.Run(args[1..]),
     "quant-speed" => QuantSpeed.Run(args[1..]),
+    "methods" => MethodComparison.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -23,6 +24,7 @@ static int Usage()
                              --dtype auto|fp32|bf16|fp16 --device D --threads N --json] (flags of ../shared/gpu/generate_bench.py)
           optimizer-step    [shape flags, --r 8 --targets LIST --rounds N]: TorchSharp AdamW + clipping vs the fused ones
           load-memory [--dir DIR] [--dtype bf16|fp32] | quant-memory [--dir DIR] | qlora-step [--quantize nf4|fp4|int8 --device D] | quant-speed
+          methods           [--out DIR --steps N --pretrain-steps N] [--table]: the methods comparison (docs/methods.md)
         """);
     return 2;
 }

@@ -35,7 +35,7 @@ public sealed record JobOptions
 
     public int MaxLength { get; init; } = 256;
 
-    public int MaxNewTokens { get; init; } = 16;
+    public int MaxNewTokens { get; init; } = 8;
 
     public int Seed { get; init; } = 42;
 

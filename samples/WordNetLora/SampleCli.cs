@@ -53,6 +53,7 @@ public static class SampleCli
         });
         root.Add(DataCommands.BuildData());
         root.Add(DataCommands.InitModel());
+        root.Add(DataCommands.SplitData());
 
         try
         {

@@ -15,12 +15,19 @@ public static class LoraCli
         {
             InfoCommand.Create(stdout),
             TokenizeCommand.Create(stdout),
+            TemplateCommand.Create(stdout),
             EvalCommand.Create(stdout, stderr),
             GenerateCommand.Create(stdout, stderr),
             MergeCommand.Create(stdout, stderr),
+            ExportCommand.Create(stdout, stderr),
             QuantizeCommand.Create(stdout, stderr),
             InspectCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),
+            RewardCommand.Create(stdout, stderr),
+            ScoreCommand.Create(stdout, stderr),
+            DpoCommand.Create(stdout, stderr),
+            GrpoCommand.Create(stdout, stderr),
+            PpoCommand.Create(stdout, stderr),
         };
 
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

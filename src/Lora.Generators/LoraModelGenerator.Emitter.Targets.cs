@@ -26,6 +26,15 @@ public sealed partial class LoraModelGenerator
 
         private static void EmitPlanTargets(IndentedTextWriter w, PlanSpec plan, int index)
         {
+            if (plan.ModelLevel)
+            {
+                w.WriteLine($"/// <summary>Adapter <c>{Xml(plan.AdapterName)}</c> is a prompt-learning adapter: attached to the model (<c>prompt_encoder</c>), on no layer.</summary>");
+                w.WriteLine(GeneratedCode);
+                w.WriteLine($"private global::System.Collections.Generic.List<{TargetTuple}> __AdapterTargets{index}() => new global::System.Collections.Generic.List<{TargetTuple}>();");
+                w.WriteLine();
+                return;
+            }
+
             var runtimeCheck = plan.Targets.Any(t => t.RuntimeCheck);
             if (runtimeCheck)
             {

@@ -37,7 +37,7 @@ public sealed partial class LoraModelGenerator
                 EmitPlans(w, spec);
                 EmitQuantization(w, spec);
                 EmitFromPretrained(w, spec);
-                EmitInjection(w);
+                EmitInjection(w, spec);
                 EmitSummary(w, spec, body: null);
             }
 
@@ -153,7 +153,9 @@ public sealed partial class LoraModelGenerator
             {
                 foreach (var plan in spec.Plans)
                 {
-                    w.WriteLine($"// [{plan.AttributeDisplay}(Targets = {Literal(plan.Pattern)})]: {plan.Targets.Length} target field(s){(plan.Targets.Any(t => t.RuntimeCheck) ? ", some checked per index at run time" : string.Empty)}.");
+                    w.WriteLine(plan.ModelLevel
+                        ? $"// [{plan.AttributeDisplay}]: prompt learning, attached to the model (prompt_encoder); no layer targets."
+                        : $"// [{plan.AttributeDisplay}(Targets = {Literal(plan.Pattern)})]: {plan.Targets.Length} target field(s){(plan.Targets.Any(t => t.RuntimeCheck) ? ", some checked per index at run time" : string.Empty)}.");
                     var arguments = string.Join(", ", plan.Arguments.Select(a => a.Name + " = " + a.Literal));
                     w.WriteLine($"new {AdapterPlan}({Literal(plan.AdapterName)}, new {plan.AttributeType} {{ {arguments} }}.ToConfig()),");
                 }
@@ -161,7 +163,9 @@ public sealed partial class LoraModelGenerator
 
             w.WriteLine();
             var first = spec.Plans[0];
-            w.WriteLine($"/// <summary>The plan of adapter <c>{Xml(first.AdapterName)}</c>, as declared by <c>[{Xml(first.AttributeDisplay)}(Targets = {Xml(Literal(first.Pattern))}, ...)]</c>.</summary>");
+            w.WriteLine(first.ModelLevel
+                ? $"/// <summary>The plan of adapter <c>{Xml(first.AdapterName)}</c>, as declared by <c>[{Xml(first.AttributeDisplay)}(...)]</c>.</summary>"
+                : $"/// <summary>The plan of adapter <c>{Xml(first.AdapterName)}</c>, as declared by <c>[{Xml(first.AttributeDisplay)}(Targets = {Xml(Literal(first.Pattern))}, ...)]</c>.</summary>");
             w.WriteLine(GeneratedCode);
             w.WriteLine($"public static {first.ConfigType} Plan => ({first.ConfigType})AdapterPlans[0].Config;");
             w.WriteLine();
@@ -242,10 +246,13 @@ public sealed partial class LoraModelGenerator
             w.WriteLine();
         }
 
-        private static void EmitInjection(IndentedTextWriter w)
+        private static void EmitInjection(IndentedTextWriter w, PeftModelSpec spec)
         {
+            var modelLevel = Enumerable.Range(0, spec.Plans.Length).Where(i => spec.Plans[i].ModelLevel).ToList();
             w.WriteLine("/// <summary>Adds the declared adapter(s) to exactly the layers the plan resolved at build time (typed field accesses,");
             w.WriteLine("/// ordinal path order, each through the method's <c>PeftInjector.Attach</c>, as the dynamic path does).");
+            if (modelLevel.Count > 0)
+                w.WriteLine("/// A prompt-learning plan has no layers: its encoder is attached to the model by <c>PeftInjector.Inject</c>.");
             w.WriteLine("/// <paramref name=\"adapterName\"/>: null adds every declared adapter; a declared name adds that one; with a single plan,");
             w.WriteLine("/// any other name adds the plan under that name. Returns the adapted paths.</summary>");
             w.WriteLine(GeneratedCode);
@@ -256,12 +263,31 @@ public sealed partial class LoraModelGenerator
                 w.WriteLine($"foreach (var plan in {Plans}.SelectPlans(this, adapterName))");
                 using (w.Block())
                 {
-                    w.WriteLine("var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);");
-                    w.WriteLine("foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))");
-                    using (w.Block())
+                    if (modelLevel.Count == spec.Plans.Length)
                     {
-                        w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
-                        w.WriteLine("injected.Add(path);");
+                        w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
+                    }
+                    else
+                    {
+                        if (modelLevel.Count > 0)
+                        {
+                            w.WriteLine($"if (__PlanIndex(plan.AdapterName) is {string.Join(" or ", modelLevel)})");
+                            using (w.Block())
+                            {
+                                w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
+                                w.WriteLine("continue;");
+                            }
+
+                            w.WriteLine();
+                        }
+
+                        w.WriteLine("var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);");
+                        w.WriteLine("foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))");
+                        using (w.Block())
+                        {
+                            w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
+                            w.WriteLine("injected.Add(path);");
+                        }
                     }
                 }
 

@@ -117,11 +117,12 @@ public sealed partial class LoraModelGenerator
                 a.Plan.Kind.DisplayName,
                 names.ConfigType,
                 a.AdapterName,
-                a.Targets ?? string.Empty,
+                a.Plan.Kind.ImpliedTargets(a) ?? a.Targets ?? string.Empty,
                 valid ? a.Named.Select(n => new ArgumentSpec(n.Key, Literal(attributeType, n.Key, n.Value))).ToEquatableArray() : EquatableArray<ArgumentSpec>.Empty,
                 targets,
                 layers is not null,
-                (layers ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray());
+                (layers ?? new List<int>()).Distinct().OrderBy(i => i).ToEquatableArray(),
+                !a.Plan.Kind.AdaptsLayers);
         }
 
         /// <summary>An attribute type's C# name and its config type, formatted once per type.</summary>

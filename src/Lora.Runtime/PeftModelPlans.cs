@@ -103,7 +103,7 @@ public static class PeftModelPlans
         return trainer.Train(resumeFrom);
     }
 
-    /// <summary>The <see cref="Trainer"/> <see cref="TrainAdapter"/> runs, for callers that follow its events (a
+    /// <summary>The <see cref="Trainer"/> <c>TrainAdapter</c> (SFT data) runs, for callers that follow its events (a
     /// progress bar, <see cref="TensorBoardLogger"/>) before calling <see cref="Trainer.Train"/>; dispose it after.</summary>
     public static Trainer AdapterTrainer(this IPeftModel model, IReadOnlyList<TokenizedExample> trainData, TrainingOptions options, string outputDirectory,
         IReadOnlyList<TokenizedExample>? evalData = null, int padTokenId = 0, string? adapterName = null)
@@ -116,8 +116,37 @@ public static class PeftModelPlans
             outputDirectory, trainData, evalData, model.AdapterConfig(plan.AdapterName), padTokenId);
     }
 
+    /// <summary>
+    /// Trains the declared adapter on any <see cref="Training.Objectives.ITrainingObjective"/> (DPO, GRPO, PPO, a
+    /// reward model, or your own) as <c>TrainAdapter</c> does on SFT data: injected if needed, the adapter (plus
+    /// what its plan trains besides, and the objective's own parameters such as PPO's value head) trains, and the
+    /// outputs are PEFT directories with <see cref="AdapterConfig"/>. The reference of an objective built with
+    /// <see cref="Training.Objectives.ReferenceModel.DisabledAdapters"/> is this model with its adapters disabled.
+    /// </summary>
+    public static TrainingResult TrainAdapter(this IPeftModel model, Training.Objectives.ITrainingObjective objective, TrainingOptions options, string outputDirectory,
+        Training.Objectives.ITrainingObjective? evalObjective = null, string? resumeFrom = null, string? adapterName = null)
+    {
+        using var trainer = model.AdapterTrainer(objective, options, outputDirectory, evalObjective, adapterName);
+        return trainer.Train(resumeFrom);
+    }
+
+    /// <summary>The <see cref="Trainer"/> the objective overload of <c>TrainAdapter</c> runs; dispose it after.</summary>
+    public static Trainer AdapterTrainer(this IPeftModel model, Training.Objectives.ITrainingObjective objective, TrainingOptions options, string outputDirectory,
+        Training.Objectives.ITrainingObjective? evalObjective = null, string? adapterName = null)
+    {
+        var plan = model.SelectPlans(adapterName)[0];
+        if (!IsInjected(model, plan.AdapterName))
+            model.InjectAdapters(plan.AdapterName);
+        var causal = Module(model) as Models.CausalLM ?? throw new LoraException($"{model.GetType().Name} is not a CausalLM; the Trainer trains language models.");
+        return new Trainer(causal, options with { Mode = TrainingMode.Peft, AdapterName = plan.AdapterName }, outputDirectory, objective, evalObjective,
+            model.AdapterConfig(plan.AdapterName));
+    }
+
+    /// <summary>Is the adapter there: on its typed targets, or (prompt learning, no layer targets) in the model's
+    /// prompt encoder?</summary>
     private static bool IsInjected(IPeftModel model, string adapterName) =>
-        model.AdapterTargets(adapterName).Any(t => t.Layer.HasAdapter(adapterName));
+        model.AdapterTargets(adapterName).Any(t => t.Layer.HasAdapter(adapterName))
+        || (Module(model) as Models.CausalLM)?.Attached(Models.CausalLM.PromptEncoderName) is PromptHost host && host.HasAdapter(adapterName);
 
     private static nn.Module Module(IPeftModel model) =>
         model as nn.Module ?? throw new LoraException($"{model.GetType().Name} is not a TorchSharp module.");

@@ -156,6 +156,29 @@ public sealed class ModelCommandsTests
         Assert.Equal("error: /missing/model: model directory not found.\n", stderr);
     }
 
+    [Fact]
+    public void Eval_exact_match_scores_the_answers_generate_gives()
+    {
+        var model = ModelWithTokenizer("llama_qv");
+        var (code, stdout, stderr) = Run("generate", "--model", model, "--template", "alpaca", "--instruction", "What is the opposite of hot?", "--max-new-tokens", "5", "--json");
+        Assert.True(code == 0, stderr);
+        var answer = JsonDocument.Parse(stdout).RootElement.GetProperty("text").GetString()!;
+        var data = Path.Combine(TempDirectory(), "qa.jsonl");
+        File.WriteAllLines(data, [
+            JsonSerializer.Serialize(new { instruction = "What is the opposite of hot?", input = "", output = answer }),
+            JsonSerializer.Serialize(new { instruction = "What is the opposite of up?", input = "", output = "a word this model cannot say" })]);
+        (code, stdout, stderr) = Run("eval", "--model", model, "--data", data, "--exact-match", "--max-new-tokens", "5", "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(1, json.GetProperty("exact_match_correct").GetInt32());
+        Assert.Equal(2, json.GetProperty("exact_match_total").GetInt32());
+        Assert.Equal(0.5, json.GetProperty("exact_match").GetDouble());
+
+        (code, _, stderr) = Run("eval", "--model", model, "--data", InputIdsJsonl("llama_qv"), "--exact-match");
+        Assert.Equal(1, code);
+        Assert.Contains("--exact-match needs Alpaca records", stderr);
+    }
+
     [Theory]
     [InlineData("eval", "--data", "missing.jsonl", "missing.jsonl: file not found")]
     [InlineData("eval", "--adapter", "/nonexistent/adapter", "/nonexistent/adapter: file not found")]

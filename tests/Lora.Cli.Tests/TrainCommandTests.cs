@@ -44,6 +44,29 @@ public sealed class TrainCommandTests
 
         (code, _, stderr) = Run([.. args, "--overwrite"]);
         Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(outDir, "runs"), "events.out.tfevents.*", SearchOption.AllDirectories));
+
+        // --report-to: TensorBoard only (the previous run's metrics.jsonl is not left behind), then neither.
+        (code, stdout, stderr) = Run([.. args, "--overwrite", "--report-to", "tensorboard"]);
+        Assert.True(code == 0, stderr);
+        Assert.False(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(outDir, "runs"), "events.out.tfevents.*", SearchOption.AllDirectories));
+        Assert.Contains("metrics: not written (--report-to)", stdout, StringComparison.Ordinal);
+
+        (code, stdout, stderr) = Run([.. args, "--overwrite", "--report-to", "none", "--json"]);
+        Assert.True(code == 0, stderr);
+        Assert.False(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+        Assert.False(Directory.Exists(Path.Combine(outDir, "runs")));
+        using var json = JsonDocument.Parse(stdout);
+        Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("metrics").ValueKind);
+        Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("tensorboard").ValueKind);
+        Assert.True(File.Exists(Path.Combine(outDir, "loss.svg")));
+
+        (code, _, stderr) = Run([.. args, "--overwrite", "--report-to", "jsonl"]);
+        Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+        Assert.False(Directory.Exists(Path.Combine(outDir, "runs")));
     }
 
     [Fact]
@@ -155,13 +178,15 @@ public sealed class TrainCommandTests
         { ["--scheduler", "polynomial"], "scheduler 'polynomial'" },
         { ["--init-adapter", "ADAPTER", "--r", "4"], "--init-adapter takes the method" },
         { ["--eval-steps", "5"], "--eval-steps needs --eval-data" },
+        { ["--report-to", "wandb"], "--report-to 'wandb' is not one of tensorboard, jsonl, all, none." },
+        { ["--report-to", "none,jsonl"], "--report-to none cannot be combined" },
         { ["--learning-rate", "-1"], "learning rate" },
         { ["--targets", "nothing_here"], "matches no linear layer" },
         { ["--resume"], "no checkpoint" },
         { ["--max-length", "8"], "no examples left" },
         { ["--method", "ia3", "--r", "4"], "--method ia3 has no rank" },
         { ["--feedforward", "down_proj"], "--feedforward is an IA3 option" },
-        { ["--method", "prefix"], "--method 'prefix' is not one of lora, dora, ia3" },
+        { ["--method", "bitfit"], "--method 'bitfit' is not one of lora, dora, ia3, prefix, ptuning-v2, prompt, ptuning, adapter" },
         { ["--mode", "full", "--method", "ia3"], "drop the adapter options" },
         { ["--method", "ia3", "--targets", "k_proj", "--feedforward", "down_proj"], "not among the targets" },
         { ["--method", "ia3", "--targets", "k_proj,v_proj", "--feedforward", "down_proj,v_proj"], "subset of target_modules" },

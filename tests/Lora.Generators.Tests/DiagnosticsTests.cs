@@ -51,6 +51,16 @@ public class DiagnosticsTests
         { "LORA0018", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Compute = {|LORA0018:TorchSharp.torch.ScalarType.Int8|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0019", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Int8Threshold = {|LORA0019:-1.0|})] public partial class M : LlamaForCausalLM { }""" },
         { "LORA0019", """[Lora(Targets = "q_proj")] [Quantize(QuantizationType.Int8, Int8Threshold = {|LORA0019:double.NaN|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0021", """[PrefixTuning(VirtualTokens = {|LORA0021:0|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0021", """[PrefixTuning(Projection = true, EncoderHiddenSize = {|LORA0021:-4|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0021", """[PromptTuning(InitText = {|LORA0021:""|})] public partial class M : Gpt2LMHeadModel { }""" },
+        { "LORA0021", """[PTuning(EncoderLayers = {|LORA0021:3|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0021", """[PTuning(Encoder = Lora.Tuners.PTuning.PTuningEncoderType.Lstm, EncoderDropout = {|LORA0021:1.5|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0022", """public class OwnForward : LlamaForCausalLM { public OwnForward(LlamaConfig c, TorchSharp.torch.ScalarType d = TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.Device? dev = null) : base(c, d, dev) { } public override TorchSharp.torch.Tensor Forward(TorchSharp.torch.Tensor inputIds, TorchSharp.torch.Tensor? attentionMask = null, TorchSharp.torch.Tensor? positionIds = null, KvCache? cache = null) => base.Forward(inputIds, attentionMask, positionIds, cache); } [{|LORA0022:PromptTuning(VirtualTokens = 4)|}] public partial class M : OwnForward { }""" },
+        { "LORA0023", """[BottleneckAdapter(Size = 8, Targets = {|LORA0023:"q_proj"|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0024", """[BottleneckAdapter(Size = 8, ReductionFactor = {|LORA0024:4|})] public partial class M : LlamaForCausalLM { }""" },
+        { "LORA0024", """[BottleneckAdapter(NonLinearity = {|LORA0024:"softplus"|})] public partial class M : Gpt2LMHeadModel { }""" },
+        { "LORA0024", """[BottleneckAdapter(Size = {|LORA0024:-1|}, Dropout = {|LORA0024:1.0|})] public partial class M : LlamaForCausalLM { }""" },
     };
 
     /// <summary>Settings the quantization type ignores: a warning (LORA0020) on the argument; the plan stays valid.</summary>
@@ -115,6 +125,12 @@ public class DiagnosticsTests
             case "LORA0004" or "LORA0005" or "LORA0006":
                 await VerifyAsync<InvalidLoraHyperparameterAnalyzer>(source);
                 break;
+            case "LORA0021" or "LORA0022":
+                await VerifyAsync<InvalidPromptLearningAnalyzer>(source);
+                break;
+            case "LORA0023" or "LORA0024":
+                await VerifyAsync<InvalidBottleneckAnalyzer>(source);
+                break;
             default:
                 await VerifyAsync<InvalidLoraModelDeclarationAnalyzer>(source);
                 break;
@@ -165,6 +181,20 @@ public class DiagnosticsTests
         var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + """[Lora(R = 8, Targets = "q_proj|v_proj")] public partial class M : LlamaForCausalLM { }""", Usage));
         Assert.Equal(2, result.Results.Single().GeneratedSources.Length);
         Assert.Empty(TestCompilation.Problems(output));
+    }
+
+    [Theory]
+    [InlineData("""[PrefixTuning(VirtualTokens = 8, Projection = true)] public partial class M : LlamaForCausalLM { }""", 2)]
+    [InlineData("""[PromptTuning(VirtualTokens = 8, InitText = "Answer:")] public partial class M : Gpt2LMHeadModel { }""", 2)]
+    [InlineData("""[PTuning(Encoder = Lora.Tuners.PTuning.PTuningEncoderType.Lstm, EncoderLayers = 1)] public partial class M : LlamaForCausalLM { }""", 2)]
+    [InlineData("""[BottleneckAdapter(Size = 16, Placement = Lora.Tuners.Bottleneck.BottleneckPlacement.Houlsby)] public partial class M : Qwen2ForCausalLM { }""", 2)]
+    [InlineData("""[Lora(Targets = "q_proj|v_proj")] [PromptTuning(AdapterName = "prompt")] public partial class M : LlamaForCausalLM { }""", 2)]
+    public async Task Valid_prompt_learning_and_bottleneck_plans_compile_with_the_same_usage(string code, int files)
+    {
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + code, Usage));
+        Assert.Equal(files, result.Results.Single().GeneratedSources.Length);
+        Assert.Empty(TestCompilation.Problems(output));
+        Assert.Empty(await AnalyzerRunner.Diagnostics(output));
     }
 
     [Fact]
@@ -327,7 +357,7 @@ public class DiagnosticsTests
     public void Every_rule_has_a_documentation_page_and_a_release_entry()
     {
         var ids = AnalyzerRunner.All.SelectMany(a => a.SupportedDiagnostics).Select(d => d.Id).Distinct().Order().ToList();
-        Assert.Equal(Enumerable.Range(1, 20).Select(i => $"LORA{i:0000}"), ids);
+        Assert.Equal(Enumerable.Range(1, 24).Select(i => $"LORA{i:0000}"), ids);
         var unshipped = File.ReadAllText(Path.Combine(TestCompilation.RepoRoot, "src", "Lora.Generators", "AnalyzerReleases.Unshipped.md"));
         foreach (var id in ids)
         {

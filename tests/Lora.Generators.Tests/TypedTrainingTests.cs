@@ -2,7 +2,9 @@ using Lora.Data;
 using Lora.Models;
 using Lora.Runtime.Tests.Models;
 using Lora.SafeTensors;
+using Lora.Data.Preference;
 using Lora.Training;
+using Lora.Training.Objectives.Dpo;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -53,6 +55,35 @@ public class TypedTrainingTests
         using (no_grad())
             LogitsAssert.Close(model.Forward(ids), expected.Load("trained_logits"), what: "TrainLora");
         Assert.True(File.Exists(Path.Combine(outDir, "adapter_model.safetensors")));
+        Assert.Equal(["q_proj", "v_proj"], Lora.Peft.PeftConfigFile.Read<Lora.Tuners.LoRA.LoraConfig>(outDir).TargetModules!.Names!.Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>A [Lora] model trains on an alignment objective through the same entry point: DPO with the reference =
+    /// the model with its adapters disabled. The generated plan's LoRA starts at B = 0, so step 1 is TRL's ln 2 with
+    /// accuracy 0, and the adapter written is the plan's.</summary>
+    [Fact]
+    public void TrainAdapter_runs_an_alignment_objective_on_a_generated_model()
+    {
+        using var model = LlamaQvLora.FromPretrained(Peft("llama_qv", "base"));
+        List<PreferenceExample> pairs =
+        [
+            new([256, 81, 58, 97], [98, 99, 257], [100, 257]),
+            new([256, 81, 58], [101, 102, 103, 104, 257], [105, 106, 257]),
+        ];
+        var outDir = Path.Combine(Path.GetTempPath(), "lora-gen-tests", Guid.NewGuid().ToString("N"));
+        var result = model.TrainAdapter(new DpoObjective(pairs, padTokenId: 258), new TrainingOptions
+        {
+            LearningRate = 1e-2,
+            MaxSteps = 3,
+            BatchSize = 2,
+            LoggingSteps = 1,
+            SaveSteps = 0,
+        }, outDir);
+
+        var rows = result.LogHistory.Where(r => !r.IsEval).ToList();
+        Assert.Equal(Math.Log(2), rows[0].Loss!.Value, 6);
+        Assert.Equal(0.0, (double)rows[0].Metrics!["rewards/accuracies"]);
+        Assert.True((double)rows[^1].Metrics!["rewards/margins"] > 0, $"margins {rows[^1].Metrics!["rewards/margins"]}");
         Assert.Equal(["q_proj", "v_proj"], Lora.Peft.PeftConfigFile.Read<Lora.Tuners.LoRA.LoraConfig>(outDir).TargetModules!.Names!.Order(StringComparer.Ordinal));
     }
 }

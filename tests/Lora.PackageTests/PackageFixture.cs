@@ -40,6 +40,21 @@ public sealed class PackageFixture : IDisposable
             throw new InvalidOperationException($"dotnet pack succeeded but {PackagePath} is missing. " + Pack);
     }
 
+    /// <summary>The CLI packed as a .NET tool (<c>dotnet pack src/Lora.Cli</c>: PackAsTool, its publish output with
+    /// libtorch and the patched libLibTorchSharp.so), into the same feed and version; packed on first use, after the
+    /// library's Release build, which it reuses.</summary>
+    public Lazy<ProcessResult> ToolPack => _toolPack ??= new Lazy<ProcessResult>(() => ProcessRunner.DotNet(Path.Combine(Root, "repo"),
+    [
+        "pack", "src/Lora.Cli/Lora.Cli.csproj", "-c", "Release", "-o", Feed, $"-p:Version={Version}",
+        "--disable-build-servers", "-tl:off", "-nologo",
+    ]));
+
+    private Lazy<ProcessResult>? _toolPack;
+
+    public const string ToolPackageId = "Lora.Cli";
+
+    public string ToolPackagePath => Path.Combine(Feed, $"{ToolPackageId}.{Version}.nupkg");
+
     public string RepoRoot { get; }
 
     public string NuGetPackageRoot { get; }
@@ -60,7 +75,10 @@ public sealed class PackageFixture : IDisposable
         TryDelete(Root);
         // The extracted copy of this run's unique version is of no use to anyone after it.
         if (!string.IsNullOrEmpty(NuGetPackageRoot))
+        {
             TryDelete(Path.Combine(NuGetPackageRoot, PackageId.ToLowerInvariant(), Version));
+            TryDelete(Path.Combine(NuGetPackageRoot, ToolPackageId.ToLowerInvariant(), Version));
+        }
     }
 
     /// <summary>The files a build of src/ needs: the repository's top-level files (props, targets, global.json,

@@ -74,10 +74,40 @@ public class WordNetTasksTests
         var data = WordNetTasks.Build(WordNetFixture.Load(), Options);
         var dir = Path.Combine(Path.GetTempPath(), $"wordnet-data-{Guid.NewGuid():N}");
         DataCommands.Write(dir, data, WordNet.LicenseText(WordNetFixture.Directory));
+        DataCommands.WriteSplit(dir, data.Train, data.HeldOut);
         var heldOut = DatasetReader.Read(Path.Combine(dir, DataCommands.HeldOutFileName)).Cast<AlpacaRecord>().ToList();
         Assert.Equal(data.HeldOut.Select(f => (f.Question, "", f.Answer)), heldOut.Select(r => (r.Instruction, r.Input, r.Output)));
         Assert.Equal(data.Corpus, File.ReadAllLines(Path.Combine(dir, DataCommands.CorpusFileName)));
         Assert.Contains("Princeton University", File.ReadAllText(Path.Combine(dir, DataCommands.LicenseFileName)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_known_fact_split_uses_only_facts_the_base_completes_and_holds_out_only_well_known_ones()
+    {
+        var wordNet = WordNetFixture.Load();
+        var antonyms = WordNetTasks.AntonymPairs(wordNet, 10);
+        var hypernyms = WordNetTasks.HypernymFacts(wordNet, 10);
+        var all = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList();
+        // Openings completed, as KnowledgeProbe would count them: cheap→expensive known, its reverse not at all.
+        var known = all.Select((f, i) => (f, n: i % 3)).ToDictionary(x => x.f, x => x.n);
+        known[antonyms.Single(p => p.AtoB.Word == "cheap").AtoB] = 5;
+        known[antonyms.Single(p => p.AtoB.Word == "cheap").BtoA] = 0;
+
+        for (var seed = 0; seed < 8; seed++)
+        {
+            var (train, heldOut) = WordNetTasks.SplitKnown(antonyms, hypernyms, known, trainMinimum: 1, heldOutMinimum: 2, perRelation: 3, seed);
+            Assert.All(train, f => Assert.True(known[f] >= 1));
+            Assert.All(heldOut, f => Assert.True(known[f] >= 2));
+            Assert.Equal(all.Count(f => known[f] >= 1), train.Count + heldOut.Count);
+            Assert.Empty(heldOut.Select(f => f.Answer).Intersect(train.Select(f => f.Answer)));
+            // An antonym pair's two answers are one group even when only one direction is used:
+            // "opposite of cheap" held out means "expensive" and "cheap" are answers of no training question.
+            foreach (var fact in heldOut.Where(f => f.Relation == Relation.Antonym))
+                Assert.DoesNotContain(train, f => f.Answer == fact.Word);
+            Assert.All(heldOut.GroupBy(f => f.Relation), g => Assert.True(g.Count() <= 3));
+        }
+
+        Assert.Throws<Lora.LoraException>(() => WordNetTasks.SplitKnown(antonyms, hypernyms, known, 2, 1, 3, 0));
     }
 
     private static bool Mentions(string line, string word) =>

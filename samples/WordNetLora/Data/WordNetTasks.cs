@@ -166,9 +166,31 @@ public static partial class WordNetTasks
     /// in training (a held-out set of "person" hyponyms would test one word). No held-out answer is a training answer.
     /// </summary>
     public static (IReadOnlyList<Fact> Train, IReadOnlyList<Fact> HeldOut) Split(
-        IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, IReadOnlyList<Fact> hypernyms, int perRelation, int seed)
+        IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, IReadOnlyList<Fact> hypernyms, int perRelation, int seed) =>
+        Split(antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList(), antonyms, _ => true, perRelation, seed);
+
+    /// <summary>
+    /// The split of the embedded data: only facts the pretrained base knows. Facts completed from at least
+    /// <paramref name="trainMinimum"/> of the corpus's openings are used at all; a held-out group is drawn only from
+    /// facts completed from at least <paramref name="heldOutMinimum"/> (see <see cref="KnowledgeProbe"/>).
+    /// </summary>
+    public static (IReadOnlyList<Fact> Train, IReadOnlyList<Fact> HeldOut) SplitKnown(
+        IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, IReadOnlyList<Fact> hypernyms, IReadOnlyDictionary<Fact, int> openingsKnown,
+        int trainMinimum, int heldOutMinimum, int perRelation, int seed)
     {
-        var all = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList();
+        if (trainMinimum < 1 || heldOutMinimum < trainMinimum)
+            throw new Lora.LoraException($"known-fact split: need 1 <= train minimum ({trainMinimum}) <= held-out minimum ({heldOutMinimum}).");
+        int Known(Fact f) => openingsKnown.TryGetValue(f, out var n) ? n : 0;
+        var pool = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).Where(f => Known(f) >= trainMinimum).ToList();
+        return Split(pool, antonyms, f => Known(f) >= heldOutMinimum, perRelation, seed);
+    }
+
+    /// <summary>The split of <paramref name="facts"/>: answers linked by an antonym pair of
+    /// <paramref name="antonyms"/> count as one answer (even when only one direction is in <paramref name="facts"/>),
+    /// and a group is held out only when <paramref name="canHoldOut"/> holds for each of its facts.</summary>
+    private static (IReadOnlyList<Fact> Train, IReadOnlyList<Fact> HeldOut) Split(
+        IReadOnlyList<Fact> facts, IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, Func<Fact, bool> canHoldOut, int perRelation, int seed)
+    {
         var parent = new Dictionary<string, string>(StringComparer.Ordinal);
         string Find(string x)
         {
@@ -186,27 +208,27 @@ public static partial class WordNetTasks
                 parent[string.CompareOrdinal(ra, rb) < 0 ? rb : ra] = string.CompareOrdinal(ra, rb) < 0 ? ra : rb;
         }
 
-        foreach (var fact in all)
+        foreach (var fact in facts)
             Union(fact.Answer, fact.Answer);
         foreach (var (a, b) in antonyms)
             Union(a.Answer, b.Answer);
 
-        var groups = all.GroupBy(f => Find(f.Answer)).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
+        var groups = facts.GroupBy(f => Find(f.Answer)).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
         var random = new Random(seed);
         random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(groups));
         var heldOut = new HashSet<Fact>();
         var counts = new Dictionary<Relation, int>();
         foreach (var group in groups)
         {
-            var facts = group.ToList();
-            var relations = facts.Select(f => f.Relation).Distinct().ToList();
-            if (facts.Count > 2 || relations.Count > 1 || counts.GetValueOrDefault(relations[0]) + facts.Count > perRelation)
+            var members = group.ToList();
+            var relations = members.Select(f => f.Relation).Distinct().ToList();
+            if (members.Count > 2 || relations.Count > 1 || !members.All(canHoldOut) || counts.GetValueOrDefault(relations[0]) + members.Count > perRelation)
                 continue;
-            counts[relations[0]] = counts.GetValueOrDefault(relations[0]) + facts.Count;
-            heldOut.UnionWith(facts);
+            counts[relations[0]] = counts.GetValueOrDefault(relations[0]) + members.Count;
+            heldOut.UnionWith(members);
         }
 
-        return (all.Where(f => !heldOut.Contains(f)).ToList(), all.Where(heldOut.Contains).ToList());
+        return (facts.Where(f => !heldOut.Contains(f)).ToList(), facts.Where(heldOut.Contains).ToList());
     }
 
     /// <summary>Every fact in <paramref name="phrasings"/> sentences, each from a different template (antonym pairs in

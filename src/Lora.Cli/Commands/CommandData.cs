@@ -27,7 +27,7 @@ internal static class CommandData
             return (rows, $"{rows.Count.ToString("N0", inv)} pre-tokenised examples, {rows.Sum(r => (long)r.InputIds.Length).ToString("N0", inv)} tokens ({rows.Sum(r => (long)r.PredictedTokens).ToString("N0", inv)} in the loss)", null);
         }
 
-        var options = new DataOptions { MaxLength = maxLength, Template = template is null ? null : PromptTemplate.Parse(template) };
+        var options = new DataOptions { MaxLength = maxLength, Template = template is null ? null : PromptTemplate.Parse(template, modelDir) };
         var dataset = InstructionDataset.Load(path, tokenizer.Value, options);
         return (dataset.Examples, dataset.Stats.ToString(), dataset.Stats.Warning);
     }

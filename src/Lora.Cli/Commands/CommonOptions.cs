@@ -19,7 +19,7 @@ internal static class CommonOptions
         Required = true,
     };
 
-    public static Option<string?> Adapter() => new("--adapter") { Description = "PEFT adapter directory (adapter_config.json + adapter_model.safetensors)." };
+    public static Option<string?> Adapter() => new("--adapter") { Description = "Adapter directory of any method: PEFT (adapter_config.json + adapter_model.safetensors, by peft_type) or an AdapterHub bottleneck adapter (adapter.safetensors)." };
 
     public static Option<bool> Merge() => new("--merge") { Description = "Merge the adapter into the base weights before running." };
 

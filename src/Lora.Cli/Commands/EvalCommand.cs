@@ -20,14 +20,16 @@ internal static class EvalCommand
             Description = "Evaluation data: Alpaca JSON/JSONL, chat JSONL, plain text (.txt or {\"text\"} rows), or pre-tokenised JSONL rows {\"input_ids\": [...], \"labels\": [...]?}.",
             Required = true,
         };
-        var template = new Option<string?>("--template") { Description = "Prompt template for instruction/chat data: alpaca (default for Alpaca records), llama2, chatml, or a template string." };
+        var template = new Option<string?>("--template") { Description = "Prompt template for instruction/chat data: alpaca (default for Alpaca records), llama2, chatml, model (the model's own chat template), or a template string." };
         var maxLength = new Option<int>("--max-length") { Description = "Truncate examples to this many tokens.", DefaultValueFactory = _ => 1024 };
+        var exactMatch = new Option<bool>("--exact-match") { Description = "Alpaca data: also answer each instruction greedily (as lora generate) and print the share of answers equal to the output." };
+        var maxNewTokens = new Option<int>("--max-new-tokens") { Description = "With --exact-match: tokens per answer at most.", DefaultValueFactory = _ => 16 };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var command = new Command("eval", "Loss and perplexity of a model (and adapter) on a dataset.")
         {
-            model, adapter, merge, data, template, maxLength, json, device, dtype,
+            model, adapter, merge, data, template, maxLength, exactMatch, maxNewTokens, json, device, dtype,
         };
         var quantize = new QuantizeOptions();
         foreach (var option in quantize.All)
@@ -36,6 +38,9 @@ internal static class EvalCommand
         {
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
+            if (parse.GetValue(exactMatch) && CommandData.IsTokenized(parse.GetValue(data)!))
+                throw new LoraException($"{parse.GetValue(data)}: --exact-match needs Alpaca records {{instruction, input, output}}, not token ids.");
+            var records = parse.GetValue(exactMatch) ? Lora.Evaluation.ExactMatchEvaluator.ReadRecords(parse.GetValue(data)!) : null; // before the model loads
             using var session = ModelSession.Open(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(merge),
                 parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
             var path = parse.GetValue(data)!;
@@ -54,14 +59,20 @@ internal static class EvalCommand
             }
 
             var result = Evaluator.Evaluate(session.Model, examples);
+            var matched = records is null ? null : Lora.Evaluation.ExactMatchEvaluator.Evaluate(session.Model, Lora.Tokenization.HfTokenizer.Load(parse.GetValue(model)!), records,
+                parse.GetValue(template) is { } t ? Lora.Data.PromptTemplate.Parse(t) : null, parse.GetValue(maxNewTokens));
             if (parse.GetValue(json))
             {
-                stdout.WriteLine(JsonSerializer.Serialize(new { loss = result.Loss, perplexity = result.Perplexity, tokens = result.Tokens }));
+                stdout.WriteLine(matched is null
+                    ? JsonSerializer.Serialize(new { loss = result.Loss, perplexity = result.Perplexity, tokens = result.Tokens })
+                    : JsonSerializer.Serialize(new { loss = result.Loss, perplexity = result.Perplexity, tokens = result.Tokens, exact_match = matched.Score, exact_match_correct = matched.Correct, exact_match_total = matched.Examples.Count }));
             }
             else
             {
                 var inv = CultureInfo.InvariantCulture;
                 stdout.WriteLine($"loss {result.Loss.ToString("F6", inv)}  perplexity {result.Perplexity.ToString("F4", inv)}  over {result.Tokens.ToString("N0", inv)} predicted tokens");
+                if (matched is not null)
+                    stdout.WriteLine($"exact match {matched.Score.ToString("F3", inv)} ({matched.Correct}/{matched.Examples.Count}) with greedy answers of at most {parse.GetValue(maxNewTokens)} tokens");
             }
 
             return 0;

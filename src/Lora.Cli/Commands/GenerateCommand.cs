@@ -17,7 +17,7 @@ internal static class GenerateCommand
         var adapter = CommonOptions.Adapter();
         var merge = CommonOptions.Merge();
         var prompt = new Option<string?>("--prompt") { Description = "Raw prompt text, continued as it is (special tokens such as BOS are added as the tokenizer does)." };
-        var template = new Option<string?>("--template") { Description = "With --instruction: the prompt template the model was tuned with: alpaca (the default), llama2, chatml, or a template string." };
+        var template = new Option<string?>("--template") { Description = "With --instruction: the prompt template the model was tuned with: alpaca (the default), llama2, chatml, model (the model's own chat template), or a template string." };
         var instruction = new Option<string?>("--instruction") { Description = "An instruction, rendered by --template into the prompt the model was tuned on (instead of --prompt)." };
         var input = new Option<string?>("--input") { Description = "With --instruction: the record's input (context), as in Alpaca data." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 128 };
@@ -28,11 +28,12 @@ internal static class GenerateCommand
         var seed = new Option<long?>("--seed") { Description = "Seed for sampling." };
         var stop = new Option<string[]>("--stop") { Description = "Stop when the text contains this string (repeatable).", AllowMultipleArgumentsPerToken = false };
         var json = CommonOptions.Json();
+        var chat = new Option<bool>("--chat") { Description = "Send --prompt as a user message through the model's chat template (tokenizer_config.json chat_template, add_generation_prompt), as apply_chat_template does." };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var command = new Command("generate", "Generate a continuation of a prompt.")
         {
-            model, adapter, merge, prompt, template, instruction, input, maxNew, temperature, topK, topP, repetition, seed, stop, json, device, dtype,
+            model, adapter, merge, prompt, template, instruction, input, chat, maxNew, temperature, topK, topP, repetition, seed, stop, json, device, dtype,
         };
         var quantize = new QuantizeOptions();
         foreach (var option in quantize.All)
@@ -46,7 +47,9 @@ internal static class GenerateCommand
                 throw new LoraException("give --prompt TEXT (raw text) or --instruction TEXT (rendered by --template), not both or neither.");
             if (instructionText is null && (parse.GetValue(template) is not null || parse.GetValue(input) is not null))
                 throw new LoraException("--template and --input render an --instruction; with --prompt the text is used as it is.");
-            var promptTemplate = PromptTemplate.Parse(parse.GetValue(template) ?? "alpaca");
+            if (parse.GetValue(chat) && instructionText is not null)
+                throw new LoraException("--chat sends --prompt through the model's own chat template; --instruction is rendered by --template instead. Use one of them.");
+            var promptTemplate = PromptTemplate.Parse(parse.GetValue(template) ?? "alpaca", modelDir);
             using var session = ModelSession.Open(modelDir, parse.GetValue(adapter), parse.GetValue(merge), parse.GetValue(device)!, parse.GetValue(dtype)!, stderr, quantize.Read(parse, parse.GetValue(device)!));
             var tokenizer = HfTokenizer.Load(modelDir);
             var temp = parse.GetValue(temperature);
@@ -63,10 +66,13 @@ internal static class GenerateCommand
                 StopTokenIds = stopIds,
             };
             var stops = parse.GetValue(stop) ?? [];
-            // An instruction is rendered as training rendered it, and encoded the same way (ExactMatchEvaluator does too).
-            var promptIds = instructionText is null
-                ? tokenizer.Encode(rawPrompt!)
-                : tokenizer.Encode(promptTemplate.GenerationPrompt(new AlpacaRecord(instructionText, parse.GetValue(input) ?? string.Empty, string.Empty), TemplateTokens.From(tokenizer)), promptTemplate.AddSpecialTokens);
+            // An instruction is rendered as training rendered it, and encoded the same way (ExactMatchEvaluator does too);
+            // --chat renders --prompt as a user message with the model's chat template (apply_chat_template).
+            var promptIds = instructionText is not null
+                ? tokenizer.Encode(promptTemplate.GenerationPrompt(new AlpacaRecord(instructionText, parse.GetValue(input) ?? string.Empty, string.Empty), TemplateTokens.From(tokenizer)), promptTemplate.AddSpecialTokens)
+                : parse.GetValue(chat)
+                    ? ChatPrompt.Encode(modelDir, tokenizer, [("user", rawPrompt!)])
+                    : tokenizer.Encode(rawPrompt!);
             var streaming = !parse.GetValue(json);
             var printed = 0;
 
@@ -105,6 +111,7 @@ internal static class GenerateCommand
             {
                 text = completion,
                 tokens = result.Tokens,
+                prompt_tokens = promptIds,
                 finish_reason = result.Reason switch { FinishReason.StopToken => "stop_token", FinishReason.StopCondition => "stop_string", _ => "length" },
             }));
             return 0;

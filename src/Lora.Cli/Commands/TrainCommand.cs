@@ -17,7 +17,8 @@ namespace Lora.Cli.Commands;
 
 /// <summary>
 /// <c>lora train</c>: instruction tuning of a Hugging Face model on an Alpaca/chat/text (or pre-tokenised) file with
-/// the <see cref="Trainer"/> — a PEFT adapter (<c>--method lora|dora|ia3</c>) or the model's own weights
+/// the <see cref="Trainer"/> — a PEFT adapter (<c>--method lora|dora|ia3|prefix|ptuning-v2|prompt|ptuning|adapter</c>,
+/// the last five through <see cref="MethodOptions"/>) or the model's own weights
 /// (<c>--mode full|top-layers</c>); writes the adapter (or model), <c>checkpoint-N</c> directories,
 /// <c>metrics.jsonl</c> and <c>loss.svg</c> to <c>--out</c>. See docs/training.md.
 /// </summary>
@@ -31,13 +32,14 @@ internal static class TrainCommand
         var data = new Option<string>("--data") { Description = "Training data: Alpaca JSON/JSONL, chat messages JSONL, or plain text.", Required = true };
         var output = new Option<string>("--out") { Description = "Output directory (adapter, checkpoints, metrics.jsonl, loss.svg).", Required = true };
         var initAdapter = new Option<string?>("--init-adapter") { Description = "Start from this PEFT adapter (any method; its config is used)." };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora, dora (LoRA with use_dora) or ia3.", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, dora (LoRA with use_dora), ia3, prefix, ptuning-v2, prompt, ptuning or adapter (docs/methods.md).", DefaultValueFactory = _ => "lora" };
+        var methodOptions = new MethodOptions();
         var feedForward = new Option<string?>("--feedforward") { Description = "IA3: the targets whose input is scaled (names or a regex like --targets; default: PEFT's for the model type)." };
         var r = new Option<int?>("--r") { Description = "LoRA rank (default 8)." };
         var alpha = new Option<double?>("--alpha") { Description = "LoRA alpha (default 16)." };
         var targets = new Option<string?>("--targets") { Description = "Layers to adapt: names (q_proj,v_proj), a regex on leaf or path, or all-linear (default: PEFT's for the model type and method)." };
         var dropout = new Option<double?>("--lora-dropout") { Description = "Dropout on the adapter input (default 0.05)." };
-        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, or a custom template string (default: by record format)." };
+        var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, model (the model's own chat template, as apply_chat_template renders it), or a custom template string (default: by record format)." };
         var maxLength = new Option<int>("--max-length") { Description = "Examples are cut to this many tokens; packed rows have this length.", DefaultValueFactory = _ => 1024 };
         var packing = new Option<bool>("--packing") { Description = "Pack examples into rows of --max-length tokens (attention stays inside each example)." };
         var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-4 };
@@ -57,6 +59,7 @@ internal static class TrainCommand
         var evalSteps = new Option<int?>("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
         var evalOnStart = new Option<bool>("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
+        var reportTo = new Option<string[]>("--report-to") { Description = "Where the log rows go besides the console: tensorboard (event files in OUT/runs), jsonl (OUT/metrics.jsonl), both (the default; also spelled all), or none. Comma-separated or repeated.", AllowMultipleArgumentsPerToken = true };
         var saveSteps = new Option<int>("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
         var saveTotalLimit = new Option<int?>("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
         var resume = new Option<string?>("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
@@ -74,11 +77,13 @@ internal static class TrainCommand
         {
             mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, lr, wd, scheduler,
             warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
-            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, saveSteps, saveTotalLimit, resume, seed, bf16, dtype, checkpointing, device, json,
+            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, reportTo, saveSteps, saveTotalLimit, resume, seed, bf16, dtype, checkpointing, device, json,
         };
         foreach (var option in quantize.All)
             command.Options.Add(option);
         command.Options.Add(offload);
+        foreach (var option in methodOptions.All)
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
             var asJson = parse.GetValue(json);
@@ -94,13 +99,16 @@ internal static class TrainCommand
                 var other => throw new LoraException($"--mode '{other}' is not one of peft, full, top-layers."),
             };
             var methodName = parse.GetValue(method)!.ToLowerInvariant();
-            if (methodName is not ("lora" or "dora" or "ia3"))
-                throw new LoraException($"--method '{parse.GetValue(method)}' is not one of lora, dora, ia3.");
+            if (!MethodOptions.Names.Contains(methodName))
+                throw new LoraException($"--method '{parse.GetValue(method)}' is not one of {string.Join(", ", MethodOptions.Names)}.");
             var loraOptions = parse.GetValue(r) is not null || parse.GetValue(alpha) is not null || parse.GetValue(dropout) is not null;
-            if (trainingMode != TrainingMode.Peft && (parse.GetValue(initAdapter) is not null || loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+            if (trainingMode != TrainingMode.Peft && (parse.GetValue(initAdapter) is not null || loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false } || methodOptions.Given(parse)))
                 throw new LoraException($"--mode {parse.GetValue(mode)} trains the model's own weights: drop the adapter options (--method, --init-adapter, --r, --alpha, --targets, --lora-dropout, --feedforward).");
-            if (methodName == "ia3" && loraOptions)
-                throw new LoraException("--method ia3 has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
+            if (methodName is not ("lora" or "dora") && loraOptions)
+                throw new LoraException($"--method {methodName} has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
+            if (MethodOptions.Builds(methodName) && parse.GetValue(targets) is not null)
+                throw new LoraException($"--method {methodName} chooses where it acts itself ({(methodName == "adapter" ? "--placement" : "virtual tokens, no layers")}): drop --targets.");
+            methodOptions.Check(parse, methodName, parse.GetValue(packing), parse.GetValue(checkpointing));
             if (methodName != "ia3" && parse.GetValue(feedForward) is not null)
                 throw new LoraException("--feedforward is an IA3 option: add --method ia3 or drop it.");
             if (parse.GetValue(epochs) is not null && parse.GetValue(maxSteps) is not null)
@@ -111,7 +119,7 @@ internal static class TrainCommand
                 throw new LoraException("--no-shuffle and --group-by-length conflict: give one.");
             if (parse.GetValue(evalSteps) is not null && parse.GetValue(evalData) is null)
                 throw new LoraException("--eval-steps needs --eval-data FILE.");
-            if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false }))
+            if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false } || methodOptions.Given(parse)))
                 throw new LoraException("--init-adapter takes the method, targets and its other settings from its adapter_config.json; drop --method/--r/--alpha/--targets/--lora-dropout/--feedforward.");
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
@@ -126,8 +134,10 @@ internal static class TrainCommand
                     throw new LoraException($"{resumeFrom}: checkpoint directory not found.");
             }
 
+            var (toTensorBoard, toJsonl) = ReportTo(parse.GetValue(reportTo));
             var options = new TrainingOptions
             {
+                WriteMetricsFile = toJsonl,
                 LearningRate = parse.GetValue(lr),
                 WeightDecay = parse.GetValue(wd),
                 Scheduler = LearningRateSchedule.ParseType(parse.GetValue(scheduler)!),
@@ -188,8 +198,9 @@ internal static class TrainCommand
             }
             else
             {
-                config = NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
-                    parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
+                config = methodOptions.Config(parse, methodName, Path.GetFullPath(modelDir))
+                    ?? NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
+                        parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
                 PeftInjector.Inject(causalLm, config);
             }
 
@@ -216,8 +227,8 @@ internal static class TrainCommand
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
             info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);
-            var tensorBoard = new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName));
-            tensorBoard.Attach(trainer);
+            var tensorBoard = toTensorBoard ? new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName)) : null;
+            tensorBoard?.Attach(trainer);
 
             var result = !asJson && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive
                 ? WithProgressBar(trainer, resumeFrom)
@@ -235,12 +246,12 @@ internal static class TrainCommand
                     eval_perplexity = lastEval?.EvalPerplexity,
                     steps = result.GlobalStep,
                     output_dir = Path.GetFullPath(result.OutputDirectory),
-                    adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftAdapter.WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
+                    adapter = trainingMode == TrainingMode.Peft ? new[] { PeftConfigFile.FileName, PeftMethods.For(config!).WeightsFileName }.Select(f => Path.GetFullPath(Path.Combine(result.OutputDirectory, f))) : null,
                     model = trainingMode == TrainingMode.Peft ? null : Path.GetFullPath(result.OutputDirectory),
                     checkpoints = result.Checkpoints.Select(Path.GetFullPath),
-                    metrics = Path.GetFullPath(result.MetricsPath),
+                    metrics = result.MetricsPath is { } metricsPath ? Path.GetFullPath(metricsPath) : null,
                     loss_curve = Path.GetFullPath(result.LossCurvePath),
-                    tensorboard = Path.GetFullPath(tensorBoard.LogDirectory),
+                    tensorboard = tensorBoard is null ? null : Path.GetFullPath(tensorBoard.LogDirectory),
                 }));
             }
             else
@@ -251,14 +262,28 @@ internal static class TrainCommand
                     : $"train loss {trainRows[^1].Loss!.Value.ToString("F4", Inv)} (mean of steps {(trainRows.Count > 1 ? trainRows[^2].Step + 1 : 1)}-{trainRows[^1].Step}, the last train row of metrics.jsonl)";
                 stdout.WriteLine($"done: {result.GlobalStep} steps, {lossText}{evalText}");
                 stdout.WriteLine(trainingMode == TrainingMode.Peft
-                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})"
+                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftMethods.For(config!).WeightsFileName})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
-                stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
+                stdout.WriteLine($"metrics: {result.MetricsPath ?? "not written (--report-to)"}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard?.LogDirectory ?? "not written (--report-to)"}");
             }
 
             return 0;
         });
         return command;
+    }
+
+    /// <summary><c>--report-to</c> (transformers' <c>report_to</c>): which of TensorBoard and metrics.jsonl get the rows.</summary>
+    private static (bool TensorBoard, bool Jsonl) ReportTo(string[]? values)
+    {
+        var names = (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Select(v => v.ToLowerInvariant()).ToList();
+        if (names.Count == 0 || names.Contains("all"))
+            return names.Count <= 1 ? (true, true) : throw new LoraException("--report-to all already names every reporter; give it alone.");
+        if (names.Contains("none"))
+            return names.Count == 1 ? (false, false) : throw new LoraException("--report-to none cannot be combined with other reporters.");
+        var unknown = names.FirstOrDefault(n => n is not ("tensorboard" or "jsonl"));
+        if (unknown is not null)
+            throw new LoraException($"--report-to '{unknown}' is not one of tensorboard, jsonl, all, none.");
+        return (names.Contains("tensorboard"), names.Contains("jsonl"));
     }
 
     /// <summary>The adapter config of <c>--method</c>: the given targets, else PEFT's defaults for the model's family.</summary>

@@ -141,14 +141,18 @@ internal static class ModelValidator
                     diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidLayersToTransform, a.LocationOf("LayersToTransform"), new object[] { display, $"contains {string.Join(", ", negative)}: layer indices start at 0" }));
             }
 
-            if (moduleTree is null)
+            if (isModel)
+                kind.CheckModel(a, display, type, symbols, diagnostics);
+            if (moduleTree is null || !kind.AdaptsLayers)
             {
+                // Prompt learning: the encoder is attached to the model, there are no layer targets to resolve.
                 plans.Add(new ValidatedPlan(a, kinds, null));
                 continue;
             }
 
             var targetsLocation = a.LocationOf("Targets");
-            if (string.IsNullOrEmpty(a.Targets))
+            var targets = kind.ImpliedTargets(a) ?? a.Targets;
+            if (string.IsNullOrEmpty(targets))
             {
                 diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetsMatchNothing, targetsLocation,
                     new object[] { display, string.Empty, BaseName(type), List(TargetResolver.AvailableLeaves(moduleTree.Nodes, kinds)) + " (Targets is not set)" }));
@@ -156,16 +160,16 @@ internal static class ModelValidator
                 continue;
             }
 
-            var resolution = moduleTree.Resolve(a.Targets!, a.ModulesToSave, layers, kinds);
+            var resolution = moduleTree.Resolve(targets!, a.ModulesToSave, layers, kinds);
             plans.Add(new ValidatedPlan(a, kinds, resolution));
             if (resolution.RegexError is { } error)
             {
-                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidTargetsRegex, targetsLocation, new object[] { display, "Targets", a.Targets!, error }));
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.InvalidTargetsRegex, targetsLocation, new object[] { display, "Targets", targets!, error }));
             }
             else if (resolution.NotAdaptable.Length > 0)
             {
                 diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetNotAdaptable, targetsLocation,
-                    new object[] { display, a.Targets!, Culprits(resolution.NotAdaptable), $"{kind.MethodName} ({kind.MethodName} adapts {Hosts(moduleTree.Nodes, kinds)})", List(resolution.AvailableLeaves) }));
+                    new object[] { display, targets!, Culprits(resolution.NotAdaptable), $"{kind.MethodName} ({kind.MethodName} adapts {Hosts(moduleTree.Nodes, kinds)})", List(resolution.AvailableLeaves) }));
             }
             else if (resolution.Targets.IsEmpty && resolution.OutsideLayers.Length > 0)
             {
@@ -175,7 +179,7 @@ internal static class ModelValidator
             else if (resolution.Targets.IsEmpty)
             {
                 diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetsMatchNothing, targetsLocation,
-                    new object[] { display, a.Targets!, BaseName(type), List(resolution.AvailableLeaves) }));
+                    new object[] { display, targets!, BaseName(type), List(resolution.AvailableLeaves) }));
             }
             else
             {

@@ -121,6 +121,26 @@ internal static class DiagnosticDescriptors
         "{0}: {1} has no effect with {2} ({3}); remove it",
         DiagnosticSeverity.Warning);
 
+    public static readonly DiagnosticDescriptor InvalidPromptLearningSetting = Create(
+        "LORA0021",
+        "Invalid prompt-learning setting",
+        "{0}: {1} = {2}; {3}");
+
+    public static readonly DiagnosticDescriptor ModelRejectsPromptLearning = Create(
+        "LORA0022",
+        "The model's architecture cannot take prompt-learning adapters",
+        "{0}: '{1}' overrides CausalLM.Forward, so virtual tokens and key/value prefixes would never enter its forward pass; implement CausalLM.Decode instead (as the built-in architectures do), or use a layer-adapting method");
+
+    public static readonly DiagnosticDescriptor BottleneckTargetsGiven = Create(
+        "LORA0023",
+        "Bottleneck adapters take their slots from Placement",
+        "{0}: Targets '{1}' is set, but bottleneck adapters go into the decoder blocks' adapter slots that Placement chooses (Pfeiffer: output_adapters; Houlsby: attention_adapters and output_adapters); remove Targets");
+
+    public static readonly DiagnosticDescriptor InvalidBottleneckSetting = Create(
+        "LORA0024",
+        "Invalid bottleneck-adapter setting",
+        "{0}: {1} = {2}; {3}");
+
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true,
             helpLinkUri: HelpBase + id + ".md");

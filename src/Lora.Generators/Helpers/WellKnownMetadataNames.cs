@@ -7,6 +7,10 @@ internal static class WellKnownMetadataNames
 {
     public const string LoraAttribute = "Lora.LoraAttribute";
     public const string IA3Attribute = "Lora.IA3Attribute";
+    public const string PrefixTuningAttribute = "Lora.PrefixTuningAttribute";
+    public const string PromptTuningAttribute = "Lora.PromptTuningAttribute";
+    public const string PTuningAttribute = "Lora.PTuningAttribute";
+    public const string BottleneckAdapterAttribute = "Lora.BottleneckAdapterAttribute";
     public const string AdaptsAttribute = "Lora.AdaptsAttribute";
     public const string QuantizeAttribute = "Lora.QuantizeAttribute";
     public const string QuantizationConfig = "Lora.Quantization.QuantizationConfig";

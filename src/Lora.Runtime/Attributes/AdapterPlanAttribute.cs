@@ -3,13 +3,14 @@ using Lora.Peft;
 namespace Lora;
 
 /// <summary>
-/// What every attribute declaring an adapter plan on a model class has (<see cref="LoraAttribute"/>,
-/// <see cref="IA3Attribute"/>): the layers to adapt, the adapter's name, and the modules trained in full. Put one on a
+/// What every attribute declaring a layer-adapting plan on a model class has (<see cref="LoraAttribute"/>,
+/// <see cref="IA3Attribute"/>, <see cref="BottleneckAdapterAttribute"/>): the layers to adapt, the adapter's name, and
+/// the modules trained in full. Put one on a
 /// <c>partial</c> class deriving from a model; the Lora source generator resolves <see cref="Targets"/> against the
 /// base type's module tree at build time (a wrong target is a build error), emits typed injection and the state-dict
 /// map, and makes the class an <see cref="IPeftModel"/> (docs/generator.md).
 /// </summary>
-public abstract class AdapterPlanAttribute : Attribute
+public abstract class AdapterPlanAttribute : PeftPlanAttribute
 {
     /// <summary>
     /// A .NET regular expression selecting the layers to adapt. It must fully match (<c>^(?:…)$</c>) either a
@@ -19,17 +20,9 @@ public abstract class AdapterPlanAttribute : Attribute
     /// </summary>
     public string? Targets { get; set; }
 
-    /// <summary>The adapter's name: <c>default</c> is saved in the adapter directory itself, any other name in a
-    /// subdirectory of that name (PEFT's layout). Unique per class.</summary>
-    public string AdapterName { get; set; } = PeftAdapter.DefaultName;
-
     /// <summary>Modules trained in full and saved with the adapter (PEFT <c>modules_to_save</c>), e.g.
     /// <c>["lm_head"]</c>; an element may also be a <c>'|'</c>-separated list. They are never targets.</summary>
     public string[]? ModulesToSave { get; set; }
-
-    /// <summary>The plan as the method's PEFT config (targets in this product's leaf-or-path form: saved adapters list
-    /// what they resolved to).</summary>
-    public abstract PeftConfig ToConfig();
 
     /// <summary><see cref="Targets"/> as a config's target modules.</summary>
     protected TargetModules? TargetModulesOf(string? pattern) => pattern is null ? null : TargetModules.FromLeafOrPathRegex(pattern);

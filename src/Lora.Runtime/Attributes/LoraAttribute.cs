@@ -15,7 +15,7 @@ namespace Lora;
 /// </code>
 /// Linear layers and embedding tables (e.g. <c>"embed_tokens|q_proj|v_proj"</c>; not with <see cref="UseDora"/>) can
 /// be targets. Several plan attributes declare several adapters; each needs its own
-/// <see cref="AdapterPlanAttribute.AdapterName"/>.
+/// <see cref="PeftPlanAttribute.AdapterName"/>.
 /// </summary>
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
 [Adapts(typeof(LinearAdapter), typeof(EmbeddingAdapter))]

@@ -21,4 +21,7 @@ internal static class HostToDevice
         using var pinned = tensor.is_pinned() ? tensor.alias() : tensor.pin_memory();
         return pinned.to(device, non_blocking: true);
     }
+
+    /// <summary><see cref="Copy"/> as an extension (batch tensors of the objectives' loss paths).</summary>
+    public static Tensor CopyTo(this Tensor tensor, Device device) => Copy(tensor, device);
 }

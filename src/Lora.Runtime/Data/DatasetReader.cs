@@ -71,6 +71,22 @@ public static class DatasetReader
             throw new LoraException($"{path}: no examples.");
     }
 
+    /// <summary>The JSON records of a JSON-array or JSON-lines file, each with its 1-based line (the preference and
+    /// prompt readers share the layout detection and the <c>file:line</c> errors of the instruction formats).</summary>
+    internal static IEnumerable<(long Line, JsonElement Element)> JsonRecords(string path)
+    {
+        if (!File.Exists(path))
+            throw new LoraException($"{path}: file not found.");
+        var layout = FirstByte(path) switch
+        {
+            null => throw new LoraException($"{path}: no examples (the file is empty)."),
+            (byte)'[' => DataLayout.JsonArray,
+            (byte)'{' => DataLayout.JsonLines,
+            _ => throw new LoraException($"{path}:1: not valid JSON (expected '[' or '{{' to start the file: a JSON array or JSON lines)."),
+        };
+        return Elements(path, layout);
+    }
+
     private static IEnumerable<(long Line, JsonElement Element)> Elements(string path, DataLayout layout) =>
         layout == DataLayout.JsonArray ? JsonArrayReader.Read(path) : JsonLinesReader.Read(path);
 

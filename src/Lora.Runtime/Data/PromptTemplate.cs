@@ -54,14 +54,28 @@ public abstract class PromptTemplate
     /// <summary>A user template; see <see cref="CustomTemplate"/> for the placeholder rules.</summary>
     public static PromptTemplate FromString(string template, string? noInputTemplate = null) => new CustomTemplate(template, noInputTemplate);
 
+    /// <summary>A chat template (<see cref="Chat.ChatTemplate"/>, e.g. the model's own) for training and generation:
+    /// each assistant turn is a target (see <see cref="HfChatTemplate"/>).</summary>
+    public static PromptTemplate FromChatTemplate(Chat.ChatTemplate template) => new HfChatTemplate(template ?? throw new ArgumentNullException(nameof(template)));
+
+    /// <summary>As <see cref="Parse(string)"/>, plus <c>model</c>: the chat template of the tokenizer in
+    /// <paramref name="modelDirectory"/> (tokenizer_config.json <c>chat_template</c> or chat_template.jinja).</summary>
+    /// <exception cref="LoraException">Unknown name, or the model has no chat template.</exception>
+    public static PromptTemplate Parse(string nameOrTemplate, string modelDirectory) =>
+        nameOrTemplate.Trim().Equals("model", StringComparison.OrdinalIgnoreCase)
+            ? FromChatTemplate(Chat.ChatTemplate.Load(modelDirectory)
+                ?? throw new LoraException($"{Path.Combine(modelDirectory, "tokenizer_config.json")}: --template model needs a 'chat_template' (or chat_template.jinja) in the model directory."))
+            : Parse(nameOrTemplate);
+
     /// <summary>A built-in template by name, or a user template string (anything containing a <c>{</c>).</summary>
     public static PromptTemplate Parse(string nameOrTemplate) => nameOrTemplate.Trim().ToLowerInvariant() switch
     {
         "alpaca" => Alpaca,
         "llama2" or "llama-2" or "llama2-chat" => Llama2Chat,
         "chatml" => ChatMl,
+        "model" => throw new LoraException("the \"model\" template is the model's own chat template: load it with PromptTemplate.Parse(name, modelDirectory) or FromChatTemplate."),
         _ when nameOrTemplate.Contains('{', StringComparison.Ordinal) => FromString(nameOrTemplate),
-        _ => throw new LoraException($"unknown prompt template \"{nameOrTemplate}\" (known: alpaca, llama2, chatml, or a string with {{instruction}}, {{input}}, {{output}})."),
+        _ => throw new LoraException($"unknown prompt template \"{nameOrTemplate}\" (known: alpaca, llama2, chatml, model (the model's own chat template), or a string with {{instruction}}, {{input}}, {{output}})."),
     };
 
     /// <summary>An Alpaca record as a two-turn chat, so chat templates can train on Alpaca data.</summary>

@@ -28,6 +28,10 @@ public sealed record GenerationOptions
     /// <summary>Seed for sampling; null = nondeterministic.</summary>
     public long? Seed { get; init; }
 
+    /// <summary>transformers' <c>use_cache</c>: keep past keys and values and feed one token per step (true), or
+    /// run every step over the whole sequence so far (false: slower, the same tokens; a check on the cache).</summary>
+    public bool UseCache { get; init; } = true;
+
     /// <summary>Checks the settings; the message names the offending field.</summary>
     public void Validate()
     {

@@ -6,7 +6,9 @@ namespace Lora.Generation;
 
 /// <summary>
 /// Autoregressive decoding with a KV cache: one forward pass over the (left-padded) prompts, then one token per
-/// step. Greedy or sampled (repetition penalty → temperature → top-k → top-p, as transformers orders them).
+/// step (or, with <see cref="GenerationOptions.UseCache"/> off, a pass over the whole sequence each step). Greedy or
+/// sampled (repetition penalty → temperature → top-k → top-p, as transformers orders them). Prompt-learning adapters
+/// enter every pass through <see cref="CausalLM.Forward"/>; the cache remembers their virtual positions.
 /// </summary>
 public static class TokenGenerator
 {
@@ -54,7 +56,7 @@ public static class TokenGenerator
 
         model.eval();
         using var noGrad = no_grad();
-        using var cache = model.NewCache();
+        using var cache = options.UseCache ? model.NewCache() : null;
         var seen = tensor(ids, [batch, width], device: device).DetachFromDisposeScope();
         var mask = tensor(maskValues, [batch, width], device: device).DetachFromDisposeScope();
         var stepInput = seen.alias().DetachFromDisposeScope();
@@ -63,7 +65,7 @@ public static class TokenGenerator
             for (var step = 0; step < options.MaxNewTokens && !finished.All(f => f); step++)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.Forward(stepInput, mask, null, cache);
+                var logits = cache is null ? model.Forward(seen, mask) : model.Forward(stepInput, mask, null, cache);
                 var scores = logits[.., -1, ..].to(ScalarType.Float32);
                 scores = LogitsProcessor.RepetitionPenalty(scores, seen, options.RepetitionPenalty);
                 Tensor next;

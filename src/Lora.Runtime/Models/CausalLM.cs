@@ -35,8 +35,69 @@ public abstract class CausalLM : nn.Module
     /// <paramref name="positionIds"/> <c>(B, T)</c>; null means derived from the mask
     /// (<c>cumsum(mask) - 1</c>, so left padding keeps real tokens at positions 0, 1, ...) or <c>T_past + arange(T)</c>.
     /// With <paramref name="cache"/>, attends over the cached positions too and appends the new ones.
+    /// <para>
+    /// With an active prompt-learning adapter (prompt tuning, P-tuning, prefix tuning: <see cref="ActivePrompt"/>) the
+    /// adapter enters the pass first, as PEFT's <c>PeftModelForCausalLM.forward</c> wraps a transformers model: its
+    /// virtual positions are attended (the mask and the caller's <c>T_past</c> never include them) and, for prompt
+    /// tuning and P-tuning, come back as the first logits. Then the architecture runs (<see cref="Decode"/>).
+    /// An architecture that overrides this method instead of <see cref="Decode"/> runs without that stage and cannot
+    /// take prompt-learning adapters (<see cref="AcceptsPromptLearning"/>).
+    /// </para>
     /// </summary>
-    public abstract Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null);
+    public virtual Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        CheckInputs(inputIds, cache);
+        return ActivePrompt is { } prompt
+            ? prompt.Forward(this, inputIds, attentionMask, positionIds, cache)
+            : Decode(inputIds, null, attentionMask, positionIds, cache);
+    }
+
+    /// <summary>
+    /// The architecture's pass: logits for token ids <c>(B, T)</c>, or for input embeddings <c>(B, T, C)</c>
+    /// (transformers' <c>inputs_embeds</c>: exactly one of <paramref name="inputIds"/> and
+    /// <paramref name="inputsEmbeds"/> is given), with the mask, positions and cache of <see cref="Forward"/>. The
+    /// built-in architectures implement this; <see cref="Forward"/> calls it after the prompt-learning stage.
+    /// </summary>
+    protected internal virtual Tensor Decode(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache) =>
+        throw new NotSupportedException($"{GetType().Name} implements neither Forward nor Decode.");
+
+    /// <summary>The prompt-learning adapter that enters <see cref="Forward"/> now (attached as the child module
+    /// <c>prompt_encoder</c> by a prompt-learning method; null when none is attached, active or enabled).</summary>
+    public IPromptLearner? ActivePrompt =>
+        _internal_submodules.TryGetValue(PromptEncoderName, out var module) && module is IPromptLearner { IsActive: true } prompt ? prompt : null;
+
+    /// <summary>The child module name prompt-learning state is attached under (PEFT's <c>prompt_encoder</c>).</summary>
+    public const string PromptEncoderName = "prompt_encoder";
+
+    /// <summary>Whether <see cref="Forward"/> runs the prompt-learning stage: the architecture implements
+    /// <see cref="Decode"/> and leaves <see cref="Forward"/> to this class.</summary>
+    public bool AcceptsPromptLearning =>
+        GetType().GetMethod(nameof(Forward), [typeof(Tensor), typeof(Tensor), typeof(Tensor), typeof(KvCache)])?.DeclaringType == typeof(CausalLM)
+        && GetType().GetMethod(nameof(Decode), System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public, [typeof(Tensor), typeof(Tensor), typeof(Tensor), typeof(Tensor), typeof(KvCache)])?.DeclaringType != typeof(CausalLM);
+
+    /// <summary>The module attached under <paramref name="name"/> (a prompt-learning method's state), or null.</summary>
+    internal nn.Module? Attached(string name) => _internal_submodules.TryGetValue(name, out var module) ? module : null;
+
+    /// <summary>Attaches <paramref name="module"/> as the child <paramref name="name"/> (moved by <c>to()</c>, listed by
+    /// <c>named_parameters()</c> as <c>{name}.…</c>).</summary>
+    internal void Attach(string name, nn.Module module) => register_module(name, module);
+
+    /// <summary>Detaches the child <paramref name="name"/> (not disposed).</summary>
+    internal void Detach(string name) => _internal_submodules.Remove(name);
+
+    /// <summary>
+    /// The final hidden states <c>(B, T, C)</c> (after the final norm: what <see cref="OutputHead"/> reads), with the
+    /// same arguments as <see cref="Forward"/> (no cache). Heads other than the LM head read them: a reward model's
+    /// <c>score</c> (transformers' <c>*ForSequenceClassification</c>), PPO's value head. Architectures that do not
+    /// expose them throw.
+    /// </summary>
+    public virtual Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) =>
+        throw new LoraException($"{GetType().Name} does not expose its hidden states, which a reward model or a value head reads; use a Llama, Qwen2 or GPT-2 family model.");
+
+    /// <summary>Logits <c>(B, T, vocab)</c> of hidden states from <see cref="HiddenStates"/>: the output head.</summary>
+    public Tensor LogitsOf(Tensor hidden) => OutputHead is nn.Module<Tensor, Tensor> head
+        ? head.call(hidden)
+        : throw new LoraException($"{GetType().Name} does not say what its output head is.");
 
     /// <summary>
     /// Gradient (activation) checkpointing: while training, each decoder block is recomputed in the backward pass
@@ -254,6 +315,8 @@ public abstract class CausalLM : nn.Module
     /// The final hidden states <c>(B, T, C)</c>, before <see cref="OutputHead"/>, or null when the architecture does not
     /// expose them. The training loss uses them to fuse the head with the cross-entropy
     /// (<see cref="Training.CausalLMLoss.ModelTokenSum"/>), so the logits of the whole batch never exist at once.
+    /// Like <see cref="HiddenStates"/>, this is the architecture's pass alone: an active prompt-learning adapter
+    /// (<see cref="ActivePrompt"/>) does not enter it, so the loss uses the full <see cref="Forward"/> then.
     /// </summary>
     public virtual Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) => null;
 

@@ -21,8 +21,13 @@ public sealed class KvCache : IDisposable
 
     public int Layers => _keys.Length;
 
-    /// <summary>Number of cached positions (0 before the first forward).</summary>
+    /// <summary>Number of cached positions (0 before the first forward), virtual ones included.</summary>
     public long Length => _keys[0]?.shape[2] ?? 0;
+
+    /// <summary>How many of the first cached positions a prompt-learning adapter put there (prefix tuning's key/value
+    /// prefixes, the virtual tokens of prompt tuning and P-tuning): attended, but outside the caller's attention mask,
+    /// which covers <c>Length - VirtualTokens</c> past positions. 0 without such an adapter.</summary>
+    public int VirtualTokens { get; internal set; }
 
     /// <summary>Appends this step's <paramref name="key"/>/<paramref name="value"/> for <paramref name="layer"/> and
     /// returns the full keys and values (past + new) to attend over.</summary>
@@ -59,5 +64,6 @@ public sealed class KvCache : IDisposable
             t?.Dispose();
         Array.Clear(_keys);
         Array.Clear(_values);
+        VirtualTokens = 0;
     }
 }

@@ -26,6 +26,14 @@ public static class ModulesToSave
         }
     }
 
+    /// <summary>PEFT's <c>task_type</c> of a sequence-classification (reward) model.</summary>
+    public const string SequenceClassificationTask = "SEQ_CLS";
+
+    /// <summary>The head names <c>PeftModelForSequenceClassification</c> adds to <c>modules_to_save</c>
+    /// (<c>peft_model.py</c>: <c>classifier_module_names</c>); a SEQ_CLS config may name one the model lacks (PEFT
+    /// lists both), which is not an error.</summary>
+    public static IReadOnlyList<string> ClassifierModuleNames { get; } = ["classifier", "score"];
+
     /// <summary>Paths of the modules named by <c>modules_to_save</c>.</summary>
     /// <exception cref="LoraException">A name matches no module of the model.</exception>
     public static HashSet<string> Paths(nn.Module model, TunerConfig config)
@@ -36,7 +44,9 @@ public static class ModulesToSave
             .Select(m => m.Path)
             .Where(p => p.Length > 0 && names.Any(n => p == n || p.EndsWith("." + n, StringComparison.Ordinal)))
             .ToHashSet(StringComparer.Ordinal);
-        var missing = names.Where(n => !paths.Any(p => p == n || p.EndsWith("." + n, StringComparison.Ordinal))).ToList();
+        var missing = names.Where(n => !paths.Any(p => p == n || p.EndsWith("." + n, StringComparison.Ordinal)))
+            .Where(n => !(config.TaskType == SequenceClassificationTask && ClassifierModuleNames.Contains(n)))
+            .ToList();
         if (missing.Count > 0)
             throw new LoraException($"modules_to_save names {string.Join(", ", missing)}, which this model does not have.");
         var quantized = Quantization.ModelQuantizer.QuantizedLayers(model)

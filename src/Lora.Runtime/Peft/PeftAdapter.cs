@@ -23,8 +23,12 @@ public static class PeftAdapter
 
     /// <summary>The adapter's tensors under their PEFT keys (fp32, CPU): its own parameters, plus what
     /// <paramref name="config"/>'s method trains besides (modules_to_save, LoRA's biases).</summary>
-    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName, PeftConfig? config = null) =>
-        Parameters(model, adapterName, config).ToDictionary(p => p.Key, p => p.Value.detach().to(ScalarType.Float32).cpu().contiguous(), StringComparer.Ordinal);
+    public static Dictionary<string, Tensor> StateDict(nn.Module model, string adapterName = DefaultName, PeftConfig? config = null)
+    {
+        // The intermediate copies (detach, dtype, device) are disposed here; only the returned tensors are the caller's.
+        using var scope = NewDisposeScope();
+        return Parameters(model, adapterName, config).ToDictionary(p => p.Key, p => p.Value.detach().to(ScalarType.Float32).cpu().contiguous().MoveToOuterDisposeScope(), StringComparer.Ordinal);
+    }
 
     /// <summary>PEFT key → the live parameter, for everything the adapter file holds.</summary>
     private static Dictionary<string, TorchSharp.Modules.Parameter> Parameters(nn.Module model, string adapterName, PeftConfig? config)
@@ -41,13 +45,22 @@ public static class PeftAdapter
 
     /// <summary>Writes adapter <paramref name="adapterName"/> of <paramref name="model"/> as a PEFT directory
     /// (atomically, file by file) with <paramref name="config"/> in its saved form (<see cref="ForSaving"/>); returns
-    /// the directory written.</summary>
+    /// the directory written. The method decides the layout (<see cref="PeftMethod.WriteFiles"/>: PEFT's; AdapterHub's
+    /// for bottleneck adapters).</summary>
     public static string Save(nn.Module model, string root, PeftConfig config, string adapterName = DefaultName)
     {
         var method = PeftMethods.For(config);
         method.CheckDescribes(model, config, adapterName);
         var dir = DirectoryFor(root, adapterName);
         Directory.CreateDirectory(dir);
+        method.WriteFiles(model, dir, config, adapterName);
+        return dir;
+    }
+
+    /// <summary>PEFT's layout for a layer-adapting method (<see cref="PeftMethod.WriteFiles"/>'s default).</summary>
+    internal static void WriteLayerAdapter(nn.Module model, string dir, PeftConfig config, string adapterName)
+    {
+        var method = PeftMethods.For(config);
         var tensors = StateDict(model, adapterName, config);
         if (tensors.Count == 0)
             throw new LoraException($"the model has no adapter named '{adapterName}' to save.");
@@ -62,7 +75,6 @@ public static class PeftAdapter
         }
 
         PeftConfigFile.Write(dir, method.ForSaving(model, config, adapterName));
-        return dir;
     }
 
     /// <summary>The config as it is saved for adapter <paramref name="adapterName"/> of <paramref name="model"/>:
@@ -79,14 +91,12 @@ public static class PeftAdapter
     public static PeftConfig Load(nn.Module model, string directory, string adapterName = DefaultName, Action<string>? warnings = null)
     {
         var config = PeftConfigFile.Read(directory, warnings);
-        var weightsPath = WeightsPath(directory);
-        using var file = SafeTensorsFile.Open(weightsPath);
-
         var method = PeftMethods.For(config);
+        WeightsPath(directory, method.WeightsFileName);
         method.Inject(model, method.ForLoading(config), adapterName);
         try
         {
-            Fill(model, adapterName, config, file, weightsPath);
+            method.ReadFiles(model, directory, config, adapterName);
         }
         catch
         {
@@ -123,7 +133,7 @@ public static class PeftAdapter
         if (differences.Count > 0)
             throw new LoraException($"{directory}: adapter_config.json does not match the model's {PeftMethods.For(plan).DisplayName} plan: {string.Join("; ", differences)}.");
 
-        Fill(model, adapterName, config, directory);
+        PeftMethods.For(config).ReadFiles(model, directory, config, adapterName);
         return config;
     }
 
@@ -131,8 +141,11 @@ public static class PeftAdapter
     /// Fills the weights of adapter <paramref name="adapterName"/>, already attached to <paramref name="model"/>, from
     /// the PEFT directory <paramref name="directory"/> (strictly: same keys and shapes). Used to resume training.
     /// </summary>
-    public static void LoadWeights(nn.Module model, string directory, string adapterName = DefaultName) =>
-        Fill(model, adapterName, PeftConfigFile.Read(directory), directory);
+    public static void LoadWeights(nn.Module model, string directory, string adapterName = DefaultName)
+    {
+        var config = PeftConfigFile.Read(directory);
+        PeftMethods.For(config).ReadFiles(model, directory, config, adapterName);
+    }
 
     /// <summary>Removes adapter <paramref name="adapterName"/> from every layer that has it, and restores base
     /// parameters it had replaced (biases, modules_to_save).</summary>
@@ -146,16 +159,19 @@ public static class PeftAdapter
         }
     }
 
-    /// <summary>The weights file of the adapter directory (or of the directory holding the given config file).</summary>
-    private static string WeightsPath(string directory)
+    /// <summary>The weights file <paramref name="fileName"/> of the adapter directory (or of the directory holding the
+    /// given config file).</summary>
+    /// <exception cref="LoraException">It does not exist.</exception>
+    public static string WeightsPath(string directory, string fileName = WeightsFileName)
     {
-        var path = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, WeightsFileName);
+        var path = Path.Combine(Directory.Exists(directory) ? directory : Path.GetDirectoryName(directory)!, fileName);
         return File.Exists(path)
             ? path
-            : throw new LoraException($"{path}: file not found (a PEFT adapter directory holds adapter_config.json and {WeightsFileName}).");
+            : throw new LoraException($"{path}: file not found (the adapter directory holds adapter_config.json and {fileName}).");
     }
 
-    private static void Fill(nn.Module model, string adapterName, PeftConfig config, string directory)
+    /// <summary>PEFT's layer keys (<see cref="PeftMethod.ReadFiles"/>'s default).</summary>
+    internal static void FillLayerAdapter(nn.Module model, string directory, PeftConfig config, string adapterName)
     {
         var weightsPath = WeightsPath(directory);
         using var file = SafeTensorsFile.Open(weightsPath);

@@ -22,8 +22,22 @@ public sealed class PeftConfigFields
     /// <summary>The file, for messages.</summary>
     public string Path { get; }
 
-    /// <summary>Keys no getter asked for.</summary>
-    internal IEnumerable<string> Unread => _root.Select(p => p.Key).Where(k => !_read.Contains(k));
+    private readonly List<(string Key, PeftConfigFields Fields)> _children = [];
+
+    /// <summary>Keys no getter asked for (those of nested objects read by <see cref="Object"/> as <c>key.inner</c>).</summary>
+    internal IEnumerable<string> Unread =>
+        _root.Select(p => p.Key).Where(k => !_read.Contains(k))
+            .Concat(_children.SelectMany(c => c.Fields.Unread.Select(k => c.Key + "." + k)));
+
+    /// <summary>A nested object's fields (null when absent or not an object), read the same way.</summary>
+    public PeftConfigFields? Object(string key)
+    {
+        if (Node(key) is not JsonObject o)
+            return null;
+        var child = new PeftConfigFields(o, $"{Path} ({key})");
+        _children.Add((key, child));
+        return child;
+    }
 
     public int? Int(string key) => Value(key, n => n.GetValue<int>());
 

@@ -51,8 +51,23 @@ public static class PeftConfigFile
     internal static PeftConfig Parse(JsonObject root, string path, Action<string>? warnings)
     {
         var fields = new PeftConfigFields(root, path);
-        var peftType = fields.String("peft_type")
-            ?? throw new LoraException($"{path}: field \"peft_type\" is missing; not a PEFT adapter config.");
+        var peftType = fields.String("peft_type");
+        if (peftType is null)
+        {
+            // Not PEFT's: another library's layout a method reads (AdapterHub's bottleneck adapters).
+            foreach (var candidate in PeftMethods.All)
+            {
+                if (candidate.ReadForeignConfig(fields) is { } foreign)
+                {
+                    foreach (var key in fields.Unread)
+                        warnings?.Invoke($"{path}: ignoring unknown field \"{key}\".");
+                    return foreign;
+                }
+            }
+
+            throw new LoraException($"{path}: field \"peft_type\" is missing; not a PEFT adapter config (nor an AdapterHub bottleneck adapter's).");
+        }
+
         var method = PeftMethods.Find(peftType)
             ?? throw new LoraException($"{path}: field \"peft_type\" is \"{peftType}\"; this runtime reads {string.Join(", ", PeftMethods.All.Select(m => m.PeftType))} adapters.");
 

@@ -58,6 +58,30 @@ public abstract class PeftMethod
     public virtual IEnumerable<string> Differences(PeftConfig file, PeftConfig plan) => [];
 
     /// <summary>The config used to build adapters that are about to be filled from a file: the initialisation does
-    /// not matter then (LoRA picks its cheapest).</summary>
+    /// not matter then (LoRA picks its cheapest; prompt-learning methods build their saved form).</summary>
     public virtual PeftConfig ForLoading(PeftConfig config) => config;
+
+    /// <summary>The weights file of an adapter directory of this method (<c>adapter_model.safetensors</c>).</summary>
+    public virtual string WeightsFileName => PeftAdapter.WeightsFileName;
+
+    /// <summary>Writes adapter <paramref name="adapterName"/> of <paramref name="model"/> into the existing
+    /// <paramref name="directory"/>, atomically file by file, in this method's layout: by default PEFT's
+    /// (<c>adapter_model.safetensors</c> with the adapters' parameters and <see cref="ExtraTrainables"/> under their
+    /// PEFT keys, and <c>adapter_config.json</c> of <see cref="ForSaving"/>).</summary>
+    public virtual void WriteFiles(nn.Module model, string directory, PeftConfig config, string adapterName) =>
+        PeftAdapter.WriteLayerAdapter(model, directory, config, adapterName);
+
+    /// <summary>Fills adapter <paramref name="adapterName"/>, attached to <paramref name="model"/>, from
+    /// <paramref name="directory"/> (whose config is <paramref name="config"/>), strictly: every key it needs, no other,
+    /// same shapes. By default PEFT's layer keys.</summary>
+    public virtual void ReadFiles(nn.Module model, string directory, PeftConfig config, string adapterName) =>
+        PeftAdapter.FillLayerAdapter(model, directory, config, adapterName);
+
+    /// <summary>An <c>adapter_config.json</c> without <c>peft_type</c> that this method reads in another library's
+    /// format (AdapterHub's, for bottleneck adapters), or null when it is not one.</summary>
+    public virtual PeftConfig? ReadForeignConfig(PeftConfigFields fields) => null;
+
+    /// <summary>One line for <c>lora inspect</c> on what adapter <paramref name="adapterName"/> adds (null: the
+    /// per-layer listing says it all).</summary>
+    public virtual string? Describe(nn.Module model, PeftConfig config, string adapterName) => null;
 }

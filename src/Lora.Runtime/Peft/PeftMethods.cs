@@ -1,5 +1,9 @@
+using Lora.Tuners.Bottleneck;
 using Lora.Tuners.IA3;
 using Lora.Tuners.LoRA;
+using Lora.Tuners.PrefixTuning;
+using Lora.Tuners.PromptTuning;
+using Lora.Tuners.PTuning;
 
 namespace Lora.Peft;
 
@@ -15,6 +19,10 @@ public static class PeftMethods
     [
         LoraMethod.Instance,
         Ia3Method.Instance,
+        PrefixTuningMethod.Instance,
+        PromptTuningMethod.Instance,
+        PTuningMethod.Instance,
+        BottleneckMethod.Instance,
     ];
 
     /// <summary>The method of <c>peft_type</c> <paramref name="peftType"/>, or null.</summary>

@@ -18,21 +18,26 @@ public static class CausalLMLoss
     /// <summary>Summed token loss (a scalar tensor, differentiable) and the number of tokens it covers. Counting the
     /// tokens reads a value back from the device (a synchronisation): the training step uses <see cref="TokenSum"/>,
     /// its token count being known on the host from the collated batch (<see cref="Data.Batch.LabelTokens"/>).</summary>
-    /// <param name="logits"><c>(B, T, V)</c>.</param>
+    /// <param name="logits"><c>(B, T, V)</c>; with prompt tuning or P-tuning <c>(B, n + T, V)</c>: the first
+    /// <c>n</c> are the virtual positions, whose labels are -100 (PEFT pads the labels in front, so the last virtual
+    /// position predicts the first token).</param>
     /// <param name="labels"><c>(B, T)</c> int64, -100 = ignored.</param>
     public static (Tensor Sum, long Tokens) Sum(Tensor logits, Tensor labels)
     {
         using var scope = NewDisposeScope();
+        labels = WithVirtualLabels(logits, labels);
         var tokens = labels[.., 1..].ne(Data.TokenizedExample.IgnoreIndex).sum().item<long>();
         return (TokenSum(logits, labels).MoveToOuterDisposeScope(), tokens);
     }
 
     /// <summary>Summed token loss (a scalar fp32 tensor, differentiable), without reading anything back.</summary>
-    /// <param name="logits"><c>(B, T, V)</c>.</param>
+    /// <param name="logits"><c>(B, T, V)</c>, or <c>(B, n + T, V)</c> with virtual positions in front (see
+    /// <see cref="Sum"/>).</param>
     /// <param name="labels"><c>(B, T)</c> int64, -100 = ignored.</param>
     public static Tensor TokenSum(Tensor logits, Tensor labels)
     {
         using var scope = NewDisposeScope();
+        labels = WithVirtualLabels(logits, labels);
         var vocab = logits.shape[^1];
         var shiftedLogits = logits[.., ..^1, ..].to(ScalarType.Float32).reshape(-1, vocab);
         var shiftedLabels = labels[.., 1..].reshape(-1);
@@ -40,15 +45,30 @@ public static class CausalLMLoss
         return sum.MoveToOuterDisposeScope();
     }
 
+    /// <summary>The labels padded in front with -100 for the virtual positions of prompt tuning / P-tuning, when the
+    /// logits are longer than the labels (PeftModelForCausalLM.forward: <c>labels = cat(full((B, n), -100), labels)</c>);
+    /// otherwise the labels themselves.</summary>
+    private static Tensor WithVirtualLabels(Tensor logits, Tensor labels)
+    {
+        if (logits.shape[1] <= labels.shape[1])
+            return labels;
+        var virtualTokens = logits.shape[1] - labels.shape[1];
+        return cat([full(labels.shape[0], virtualTokens, Data.TokenizedExample.IgnoreIndex, labels.dtype, labels.device), labels], 1);
+    }
+
     /// <summary>
     /// <see cref="TokenSum"/> of <paramref name="model"/>'s logits, computed without the logits of the whole batch when
     /// the model allows it (its <see cref="CausalLM.ForwardHidden"/> and a frozen dense output head without active
     /// adapters, the LoRA/QLoRA case): <see cref="FusedLinearTokenSum"/>. Otherwise the plain
-    /// <c>TokenSum(model.Forward(…))</c>, as under no_grad.
+    /// <c>TokenSum(model.Forward(…))</c>, as under no_grad, and always with an active prompt-learning adapter
+    /// (<see cref="CausalLM.ActivePrompt"/>: prefix tuning, prompt tuning, P-tuning), which enters
+    /// <see cref="CausalLM.Forward"/> before the architecture and which <see cref="CausalLM.ForwardHidden"/> bypasses.
+    /// (Bottleneck adapters sit inside the decoder blocks, so the hidden states include them.)
     /// </summary>
     public static Tensor ModelTokenSum(CausalLM model, Tensor inputIds, Tensor labels, Tensor? attentionMask = null, Tensor? positionIds = null)
     {
         if (is_grad_enabled()
+            && model.ActivePrompt is null
             && model.OutputHead is LinearLayer { HasActiveAdapters: false, Base: DenseLinear dense } head
             && !dense.WeightParameter.requires_grad && head.Bias is not { requires_grad: true }
             && model.ForwardHidden(inputIds, attentionMask, positionIds) is { } hidden)

@@ -51,6 +51,8 @@ public sealed class Trainer : IDisposable
     private readonly PeftConfig? _adapterConfig;
     private readonly ITrainingObjective _objective;
     private readonly ITrainingObjective? _evalObjective;
+    private readonly IRolloutObjective? _rollouts;
+    private readonly IObjectiveParameters? _objectiveParameters;
     private readonly BatchSampler _sampler;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _trainable;
     private readonly AdamW _optimizer;
@@ -61,6 +63,8 @@ public sealed class Trainer : IDisposable
     private Tensor? _nonFinite; // sticky device flag: a step so far had a non-finite loss or gradient norm
     private int _cachedEpoch = -1;
     private List<int[]> _epochBatches = [];
+    private int _rolloutIndex = -1;
+    private IReadOnlyDictionary<string, double> _rolloutMetrics = new Dictionary<string, double>();
 
     /// <summary>Causal-LM fine-tuning on tokenised examples (<see cref="CausalLMObjective"/>).</summary>
     /// <param name="model">The model; for <see cref="TrainingMode.Peft"/> with adapters already attached
@@ -108,22 +112,51 @@ public sealed class Trainer : IDisposable
         }
         else if (options.Bf16)
         {
-            var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+            // Adapters and an objective's own parameters (PPO's fp32 value head) may be fp32; the base must be bf16.
+            var adapterParameters = model.AdapterParameters().Select(p => p.Parameter)
+                .Concat((objective as IObjectiveParameters)?.Parameters.Select(p => p.Parameter) ?? [])
+                .ToHashSet(ReferenceEqualityComparer.Instance);
             if (model.parameters().Any(p => !adapterParameters.Contains(p) && p.dtype != ScalarType.BFloat16))
                 throw new LoraException("bf16: load the base model in bfloat16 (CausalLM.FromPretrained(dir, ScalarType.BFloat16, device)).");
         }
 
         _trainable = TrainableSelection.Apply(model, options, adapterConfig);
+        if (objective is IObjectiveParameters own)
+        {
+            // An objective's own trainable parameters (PPO's value head) train beside the selection.
+            _objectiveParameters = own;
+            foreach (var (_, parameter) in own.Parameters)
+                parameter.requires_grad = true;
+            _trainable = [.. _trainable, .. own.Parameters];
+        }
+
         model.GradientCheckpointing = options.GradientCheckpointing;
 
-        _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
-        MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
-        StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps);
+        if (objective is IRolloutObjective rollouts)
+        {
+            // Online objectives: the sampler's batches are the rollouts' prompt groups (incomplete ones dropped, as TRL's
+            // samplers do), and each rollout is trained on for StepsPerRollout optimizer steps.
+            _rollouts = rollouts;
+            if (rollouts.PromptsPerRollout < 1 || rollouts.StepsPerRollout < 1)
+                throw new LoraException($"a rollout needs at least one prompt and one step (got {rollouts.PromptsPerRollout} prompts, {rollouts.StepsPerRollout} steps).");
+            _sampler = new BatchSampler(objective.Lengths.ToArray(), rollouts.PromptsPerRollout, options.Sampling, options.Seed, dropLast: true);
+            if (_sampler.BatchesPerEpoch == 0)
+                throw new LoraException($"the training data has {objective.Lengths.Count} prompts, fewer than one rollout's {rollouts.PromptsPerRollout}: add prompts or lower the batch size.");
+            MicroBatchesPerEpoch = _sampler.BatchesPerEpoch * rollouts.StepsPerRollout * options.GradientAccumulationSteps;
+            StepsPerEpoch = _sampler.BatchesPerEpoch * rollouts.StepsPerRollout;
+        }
+        else
+        {
+            _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
+            MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
+            StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps);
+        }
+
         TotalSteps = options.MaxSteps > 0 ? options.MaxSteps : (int)Math.Ceiling(options.Epochs * StepsPerEpoch);
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
         _optimizer = OptimizerSetup.AdamW(model, options, out _offload);
-        _log = new TrainingLog(Path.Combine(OutputDirectory, MetricsFileName));
+        _log = new TrainingLog(options.WriteMetricsFile ? Path.Combine(OutputDirectory, MetricsFileName) : null);
         _state = NewState();
     }
 
@@ -134,7 +167,8 @@ public sealed class Trainer : IDisposable
     /// <summary>The learning-rate schedule in force.</summary>
     public LearningRateSchedule Schedule { get; }
 
-    /// <summary>Micro-batches (of <see cref="TrainingOptions.BatchSize"/>) per pass over the data.</summary>
+    /// <summary>Micro-batches (of <see cref="TrainingOptions.BatchSize"/>) per pass over the data (for a rollout
+    /// objective: its steps per epoch × gradient accumulation).</summary>
     public int MicroBatchesPerEpoch { get; }
 
     /// <summary>Optimizer steps per epoch: ceil(micro-batches / accumulation).</summary>
@@ -185,6 +219,8 @@ public sealed class Trainer : IDisposable
         else
         {
             _log.Start();
+            if (!Options.WriteMetricsFile)
+                File.Delete(Path.Combine(OutputDirectory, MetricsFileName)); // an overwritten run's, which would be stale
             if (Options.EvalOnStart && _evalObjective is not null)
                 EvaluateAndLog(trackBest: false);
         }
@@ -366,6 +402,14 @@ public sealed class Trainer : IDisposable
 
         public IReadOnlyDictionary<string, Tensor> MetricSums { get; init; } = new Dictionary<string, Tensor>();
 
+        /// <summary>Per-metric counts (<see cref="ObjectiveLoss.MetricCounts"/>, summed over the micro-batches): such a
+        /// metric is divided by its count instead of <see cref="Normalizer"/>.</summary>
+        public IReadOnlyDictionary<string, double> MetricCounts { get; init; } = new Dictionary<string, double>();
+
+        /// <summary>Metrics already on the host: the current rollout's (<see cref="IRolloutObjective.Rollout"/>),
+        /// logged with each of its steps as they are.</summary>
+        public IReadOnlyDictionary<string, double> HostMetrics { get; init; } = new Dictionary<string, double>();
+
         public (double TokensPerSecond, double Epoch, TimeSpan Elapsed, TimeSpan Remaining) Progress { get; set; }
 
         /// <summary>Read values: loss (mean over the step's normaliser), gradient norm, metrics (also divided by it).</summary>
@@ -373,8 +417,14 @@ public sealed class Trainer : IDisposable
 
         public double GradNormValue => Values.GradNorm;
 
+        private bool _released;
+
+        /// <summary>Frees the device scalars (once: the step's values are read, or the run ends).</summary>
         public void Dispose()
         {
+            if (_released)
+                return;
+            _released = true;
             LossSum?.Dispose();
             GradNorm?.Dispose();
             foreach (var t in MetricSums.Values)
@@ -410,7 +460,12 @@ public sealed class Trainer : IDisposable
             {
                 var mean = values[at++] / p.Normalizer;
                 var norm = values[at++];
-                var metrics = p.MetricSums.Keys.ToDictionary(name => name, _ => values[at++] / p.Normalizer, StringComparer.Ordinal);
+                var metrics = p.MetricSums.Keys.ToDictionary(
+                    name => name,
+                    name => values[at++] / (p.MetricCounts.TryGetValue(name, out var c) ? Math.Max(c, 1e-12) : p.Normalizer),
+                    StringComparer.Ordinal);
+                foreach (var (name, value) in p.HostMetrics)
+                    metrics[name] = value;
                 if (!double.IsFinite(mean))
                     throw Diverged("loss", mean, p.Step, lastCheckpoint);
                 if (!double.IsFinite(norm))
@@ -420,6 +475,7 @@ public sealed class Trainer : IDisposable
 
             read.Add(new ReadStep(p.Step, p.Values.Loss, p.Values.GradNorm, p.LearningRate, p.InputTokens, p.Values.Metrics,
                 p.Progress.TokensPerSecond, p.Progress.Epoch, p.Progress.Elapsed, p.Progress.Remaining));
+            p.Dispose(); // its values are on the host now: the device scalars go before StepCompleted and the logging
         }
 
         return read;
@@ -442,13 +498,10 @@ public sealed class Trainer : IDisposable
     private PendingStep Step(int step)
     {
         using var scope = NewDisposeScope();
-        var epoch = step / StepsPerEpoch;
-        var first = step % StepsPerEpoch * Options.GradientAccumulationSteps;
-        var count = Math.Min(Options.GradientAccumulationSteps, MicroBatchesPerEpoch - first);
-        var batches = new List<IObjectiveBatch>(count);
+        var batches = new List<IObjectiveBatch>();
         try
         {
-            foreach (var indices in BatchesOf(epoch).Skip(first).Take(count))
+            foreach (var indices in StepUnits(step))
                 batches.Add(_objective.Collate(indices));
             var normalizer = batches.Sum(b => b.Normalizer);
             long inputTokens = batches.Sum(b => b.InputTokens);
@@ -464,6 +517,7 @@ public sealed class Trainer : IDisposable
 
             Tensor? lossSum = null;
             var metricSums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            var metricCounts = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var batch in batches)
             {
                 using var micro = NewDisposeScope();
@@ -477,6 +531,9 @@ public sealed class Trainer : IDisposable
                     var m = metric.detach().to(ScalarType.Float64);
                     metricSums[name] = (metricSums.TryGetValue(name, out var so) ? so + m : m).MoveToOuterDisposeScope();
                 }
+
+                foreach (var (name, count) in loss.MetricCounts ?? new Dictionary<string, double>())
+                    metricCounts[name] = metricCounts.GetValueOrDefault(name) + count;
             }
 
             var norm = GradientClipping.ClipGlobalNormAsync(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
@@ -497,6 +554,8 @@ public sealed class Trainer : IDisposable
                 LossSum = lossSum.DetachFromDisposeScope(),
                 GradNorm = norm.DetachFromDisposeScope(),
                 MetricSums = metricSums.ToDictionary(m => m.Key, m => m.Value.DetachFromDisposeScope(), StringComparer.Ordinal),
+                MetricCounts = metricCounts,
+                HostMetrics = _rolloutMetrics,
             };
         }
         finally
@@ -511,6 +570,42 @@ public sealed class Trainer : IDisposable
             (lastCheckpoint is null ? "No checkpoint had been saved yet." : $"The last good checkpoint is {lastCheckpoint}.") +
             " Lower the learning rate, enable clipping (max_grad_norm), or check the data.");
 
+    /// <summary>The units of each micro-batch of optimizer step <paramref name="step"/> (0-based): the sampler's
+    /// batches, or, for a rollout objective, the current rollout's (made first when a rollout starts).</summary>
+    private IReadOnlyList<int[]> StepUnits(int step)
+    {
+        if (_rollouts is null)
+        {
+            var epoch = step / StepsPerEpoch;
+            var first = step % StepsPerEpoch * Options.GradientAccumulationSteps;
+            var count = Math.Min(Options.GradientAccumulationSteps, MicroBatchesPerEpoch - first);
+            return BatchesOf(epoch).Skip(first).Take(count).ToList();
+        }
+
+        var rollout = step / _rollouts.StepsPerRollout;
+        if (rollout != _rolloutIndex)
+        {
+            var perEpoch = StepsPerEpoch / _rollouts.StepsPerRollout;
+            var prompts = BatchesOf(rollout / perEpoch)[rollout % perEpoch];
+            var seed = (long)new SplitMix64(new SplitMix64((ulong)(uint)Options.Seed).Next() ^ (0x5EEDUL + (ulong)rollout)).Next() & long.MaxValue;
+            _model.eval();
+            try
+            {
+                using var noGrad = no_grad();
+                using var scope = NewDisposeScope();
+                _rolloutMetrics = _rollouts.Rollout(_model, prompts, _device, seed);
+            }
+            finally
+            {
+                _model.train();
+            }
+
+            _rolloutIndex = rollout;
+        }
+
+        return _rollouts.StepUnits(step % _rollouts.StepsPerRollout);
+    }
+
     private List<int[]> BatchesOf(int epoch)
     {
         if (epoch != _cachedEpoch)
@@ -523,8 +618,9 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>(epoch, micro-batch) of the next read after <paramref name="stepsDone"/> steps.</summary>
-    private (int Epoch, int Batch) DataPosition(int stepsDone) =>
-        (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * Options.GradientAccumulationSteps);
+    private (int Epoch, int Batch) DataPosition(int stepsDone) => _rollouts is null
+        ? (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * Options.GradientAccumulationSteps)
+        : (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch / _rollouts.StepsPerRollout); // (epoch, rollout in the epoch)
 
     // trackBest: false for the evaluation before the first step (there is no checkpoint-0 to be the best).
     private IReadOnlyDictionary<string, double> EvaluateAndLog(bool trackBest = true)
@@ -565,6 +661,7 @@ public sealed class Trainer : IDisposable
     /// <summary>The trained weights: the PEFT adapter, or the whole model (config.json + model.safetensors).</summary>
     private void SaveModel(string dir)
     {
+        _objectiveParameters?.Save(dir);
         if (Options.Mode == TrainingMode.Peft)
         {
             PeftAdapter.Save(_model, dir, _adapterConfig!, Options.AdapterName);
@@ -583,6 +680,8 @@ public sealed class Trainer : IDisposable
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
             _model.LoadWeights(checkpoint);
+        _objectiveParameters?.Load(checkpoint);
+        _rolloutIndex = -1; // made again from the restored weights
         _offload?.ParametersToHost();
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
 

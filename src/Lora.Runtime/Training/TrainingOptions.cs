@@ -72,6 +72,11 @@ public sealed record TrainingOptions
     /// the trainer writes are replaced.</summary>
     public bool OverwriteOutputDirectory { get; init; }
 
+    /// <summary>Whether the log rows also go to <c>metrics.jsonl</c> in the output directory (true; <c>lora train
+    /// --report-to</c> without <c>jsonl</c> turns it off). They stay in <c>trainer_state.json</c>'s <c>log_history</c>,
+    /// the <see cref="Trainer.Logged"/> event and the loss curve either way.</summary>
+    public bool WriteMetricsFile { get; init; } = true;
+
     /// <summary><c>save_steps</c> (500): write <c>checkpoint-{step}</c> every N steps; 0 = no intermediate checkpoints.</summary>
     public int SaveSteps { get; init; } = 500;
 

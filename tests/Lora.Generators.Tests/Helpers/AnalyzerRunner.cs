@@ -8,7 +8,7 @@ namespace Lora.Generators.Tests.Helpers;
 internal static class AnalyzerRunner
 {
     public static ImmutableArray<DiagnosticAnalyzer> All { get; } =
-        [new InvalidLoraTargetAnalyzer(), new InvalidLoraHyperparameterAnalyzer(), new InvalidLoraModelDeclarationAnalyzer(), new InvalidQuantizeAnalyzer(), new LoraCheckpointAnalyzer()];
+        [new InvalidLoraTargetAnalyzer(), new InvalidLoraHyperparameterAnalyzer(), new InvalidLoraModelDeclarationAnalyzer(), new InvalidQuantizeAnalyzer(), new InvalidPromptLearningAnalyzer(), new InvalidBottleneckAnalyzer(), new LoraCheckpointAnalyzer()];
 
     /// <summary>The Lora analyzers' diagnostics on <paramref name="compilation"/>.</summary>
     public static Task<ImmutableArray<Diagnostic>> Diagnostics(Compilation compilation) =>

@@ -1,4 +1,7 @@
+using Lora.Models;
+using Lora.Peft;
 using Lora.Training;
+using Lora.Tuners.LoRA;
 using TorchSharp;
 
 namespace Lora.Runtime.Tests.Training;
@@ -64,6 +67,56 @@ public class CausalLMLossTests
         var error = ((g1 - g2).abs().max() / g1.abs().max()).item<float>();
         Assert.True(error < rtol, $"gradient differs by {error} of its largest entry");
         Assert.Equal(0f, g2[2, torch.TensorIndex.Slice(4)].abs().sum().item<float>()); // positions whose label is ignored
+    }
+
+    /// <summary>Prompt tuning / P-tuning logits carry n virtual positions in front: both sums pad the labels with
+    /// -100 there (PEFT's PeftModelForCausalLM.forward), so the last virtual position predicts the first token.</summary>
+    [Fact]
+    public void Virtual_positions_in_front_of_the_logits_get_ignored_labels()
+    {
+        torch.manual_seed(3);
+        using var scope = torch.NewDisposeScope();
+        var logits = torch.randn(2, 3 + 4, 5);
+        var labels = torch.tensor(new long[] { 0, 1, 2, 3, -100, -100, 4, 0 }, [2, 4]);
+        var padded = torch.cat([torch.full(2, 3, -100L, torch.ScalarType.Int64), labels], 1);
+        var expected = CausalLMLoss.TokenSum(logits, padded).item<float>();
+        Assert.Equal(expected, CausalLMLoss.TokenSum(logits, labels).item<float>(), 5);
+        var (sum, tokens) = CausalLMLoss.Sum(logits, labels);
+        Assert.Equal(expected, sum.item<float>(), 5);
+        Assert.Equal(6, tokens); // every label that is not -100, the first ones included
+    }
+
+    /// <summary>
+    /// The training loss with a prompt-learning adapter is the loss of the full forward pass (virtual tokens, prefixes),
+    /// not the fused head over <see cref="CausalLM.ForwardHidden"/>, which the adapter does not enter; with a LoRA
+    /// adapter (frozen dense head) the fused path gives the plain loss.
+    /// </summary>
+    [Theory]
+    [InlineData("prefix")]
+    [InlineData("prompt")]
+    [InlineData("ptuning")]
+    [InlineData("lora")]
+    public void ModelTokenSum_takes_the_full_forward_pass_with_a_prompt_learning_adapter(string method)
+    {
+        torch.manual_seed(4);
+        using var scope = torch.NewDisposeScope();
+        using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        PeftInjector.Inject(model, method == "lora"
+            ? new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]) }
+            : Adapters.PromptLearningTests.ConfigFor(method));
+        model.train();
+        var ids = torch.tensor(new long[] { 5, 17, 42, 8, 99, 3, 7, 1, 11, 23, 4, 60 }, [2, 6]);
+        var labels = ids.clone();
+        labels[0, 0] = torch.tensor(-100L);
+
+        var loss = CausalLMLoss.ModelTokenSum(model, ids, labels).item<float>();
+        var plain = CausalLMLoss.TokenSum(model.Forward(ids), labels).item<float>();
+        Assert.Equal(plain, loss, Math.Abs(plain) * 1e-5);
+        if (method != "lora")
+        {
+            var bypassed = CausalLMLoss.TokenSum(model.LogitsOf(model.ForwardHidden(ids)!), labels).item<float>();
+            Assert.True(Math.Abs(bypassed - plain) > 1e-3, $"{method}: the adapter should change the loss ({bypassed} vs {plain})");
+        }
     }
 
     private static (double, long) LossOf(torch.Tensor logits, torch.Tensor labels)

@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
 
 namespace Lora.Generators.Analysis.Methods;
 
@@ -20,6 +21,20 @@ internal abstract class PlanKind
 
     /// <summary>The method's name in messages ("cannot host LoRA").</summary>
     public abstract string MethodName { get; }
+
+    /// <summary>False for methods whose adapter is not on layers but attached to the model (prompt learning): no
+    /// targets are resolved, the injection goes through the runtime's dynamic path.</summary>
+    public virtual bool AdaptsLayers => true;
+
+    /// <summary>The targets the method chooses itself from its arguments (bottleneck adapters: the slots of the
+    /// placement), or null when the attribute's <c>Targets</c> give them.</summary>
+    public virtual string? ImpliedTargets(PlanArguments arguments) => null;
+
+    /// <summary>Rules on the model class itself (prompt learning needs an architecture that leaves
+    /// <c>CausalLM.Forward</c> to the runtime).</summary>
+    public virtual void CheckModel(PlanArguments arguments, string display, INamedTypeSymbol type, LoraSymbols symbols, List<LoraDiagnostic> diagnostics)
+    {
+    }
 
     /// <summary><c>LayersToTransform</c> when the method has it (LoRA), else null.</summary>
     public virtual IReadOnlyList<int>? LayersToTransform(PlanArguments arguments) => null;

@@ -7,5 +7,9 @@ internal static class PlanKinds
 {
     public static ImmutableArray<PlanKind> All { get; } = ImmutableArray.Create<PlanKind>(
         new LoraPlanKind(),
-        new Ia3PlanKind());
+        new Ia3PlanKind(),
+        new PrefixTuningPlanKind(),
+        new PromptTuningPlanKind(),
+        new PTuningPlanKind(),
+        new BottleneckPlanKind());
 }

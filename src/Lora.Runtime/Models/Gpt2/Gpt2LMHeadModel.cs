@@ -44,12 +44,17 @@ public partial class Gpt2LMHeadModel : CausalLM
     public static new Gpt2LMHeadModel FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
         FromPretrained<Gpt2LMHeadModel>(directory, dtype, device, quantization);
 
-    public override Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    protected internal override Tensor Decode(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
-        CheckInputs(inputIds, cache);
         using var scope = NewDisposeScope();
-        var hidden = Transformer.Forward(inputIds, attentionMask, positionIds, cache); // (B, T, C)
-        return LmHead.call(hidden).MoveToOuterDisposeScope();                          // (B, T, vocab)
+        var hidden = Transformer.Forward(inputIds, inputsEmbeds, attentionMask, positionIds, cache); // (B, T, C)
+        return LmHead.call(hidden).MoveToOuterDisposeScope();                                        // (B, T, vocab)
+    }
+
+    public override Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null)
+    {
+        CheckInputs(inputIds, null);
+        return Transformer.Forward(inputIds, attentionMask, positionIds, null); // (B, T, C)
     }
 
     public override nn.Module OutputHead => LmHead;

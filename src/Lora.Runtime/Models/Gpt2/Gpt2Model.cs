@@ -45,16 +45,22 @@ public sealed class Gpt2Model : nn.Module
     public bool GradientCheckpointing { get; set; }
 
     /// <summary>See <see cref="CausalLM.Forward"/>; returns hidden states <c>(B, T, C)</c> after <c>ln_f</c>.</summary>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache) =>
+        Forward(inputIds, null, attentionMask, positionIds, cache);
+
+    /// <summary>As the other overload, for token ids <c>(B, T)</c> or input embeddings <c>(B, T, C)</c> (exactly one;
+    /// the position embeddings are added to either, as transformers does with <c>inputs_embeds</c>).</summary>
+    public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        var (b, t) = (inputIds.shape[0], inputIds.shape[1]);
+        var device = Wte.Weight.device;
+        var tokens = LlamaModel.Embed(Wte, inputIds, inputsEmbeds, device);                  // (B, T, C)
+        var (b, t) = (tokens.shape[0], tokens.shape[1]);
         var past = cache?.Length ?? 0;
         if (past + t > MaxPositions)
             throw new LoraException($"GPT-2 has {MaxPositions} positions (n_positions in config.json); this pass reaches position {past + t - 1}.");
-        var device = Wte.Weight.device;
         positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
-        var x = Drop.call(Wte.call(inputIds.to(device)) + Wpe.call(positionIds));           // (B, T, C)
+        var x = Drop.call(tokens + Wpe.call(positionIds));                                  // (B, T, C)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                   // (B, 1, T, T_past + T) or null
         var checkpoint = GradientCheckpointing && training && cache is null && is_grad_enabled();
         foreach (var block in H)

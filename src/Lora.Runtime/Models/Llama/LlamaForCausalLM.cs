@@ -44,19 +44,21 @@ public class LlamaForCausalLM : CausalLM
     public static new LlamaForCausalLM FromPretrained(string directory, ScalarType dtype = ScalarType.Float32, torch.Device? device = null, QuantizationConfig? quantization = null) =>
         FromPretrained<LlamaForCausalLM>(directory, dtype, device, quantization);
 
-    public override Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    protected internal override Tensor Decode(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
-        CheckInputs(inputIds, cache);
         using var scope = NewDisposeScope();
-        var hidden = Model.Forward(inputIds, attentionMask, positionIds, cache); // (B, T, C)
-        return LmHead.call(hidden).MoveToOuterDisposeScope();                    // (B, T, vocab)
+        var hidden = Model.Forward(inputIds, inputsEmbeds, attentionMask, positionIds, cache); // (B, T, C)
+        return LmHead.call(hidden).MoveToOuterDisposeScope();                                  // (B, T, vocab)
     }
 
-    public override Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null)
+    public override Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null)
     {
         CheckInputs(inputIds, null);
         return Model.Forward(inputIds, attentionMask, positionIds, null); // (B, T, C)
     }
+
+    public override Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) =>
+        HiddenStates(inputIds, attentionMask, positionIds);
 
     public override nn.Module OutputHead => LmHead;
 

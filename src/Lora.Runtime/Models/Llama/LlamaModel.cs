@@ -37,13 +37,17 @@ public sealed class LlamaModel : nn.Module
     public bool GradientCheckpointing { get; set; }
 
     /// <summary>See <see cref="CausalLM.Forward"/>; returns hidden states <c>(B, T, C)</c> after the final norm.</summary>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache) =>
+        Forward(inputIds, null, attentionMask, positionIds, cache);
+
+    /// <summary>As the other overload, for token ids <c>(B, T)</c> or input embeddings <c>(B, T, C)</c> (exactly one).</summary>
+    public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? attentionMask, Tensor? positionIds, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        var (b, t) = (inputIds.shape[0], inputIds.shape[1]);
-        var past = cache?.Length ?? 0;
         var device = EmbedTokens.Weight.device;
-        var x = EmbedTokens.call(inputIds.to(device));                                        // (B, T, C)
+        var x = Embed(EmbedTokens, inputIds, inputsEmbeds, device);                            // (B, T, C)
+        var (b, t) = (x.shape[0], x.shape[1]);
+        var past = cache?.Length ?? 0;
         positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
         var (cos, sin) = Rotary.Compute(positionIds, x.dtype);                                // (B, T, d)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                     // (B, 1, T, T_past + T) or null
@@ -56,4 +60,13 @@ public sealed class LlamaModel : nn.Module
         }
         return Norm.call(x).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The token embeddings of <paramref name="inputIds"/>, or <paramref name="inputsEmbeds"/> as given.</summary>
+    internal static Tensor Embed(EmbeddingLayer table, Tensor? inputIds, Tensor? inputsEmbeds, torch.Device device) => (inputIds, inputsEmbeds) switch
+    {
+        ({ } ids, null) => table.call(ids.to(device)),
+        (null, { } embeds) when embeds.ndim == 3 => embeds.to(device),
+        (null, { } embeds) => throw new ArgumentException($"inputs_embeds must be (B, T, C), got ({string.Join(", ", embeds.shape)}).", nameof(inputsEmbeds)),
+        _ => throw new ArgumentException("give exactly one of input_ids and inputs_embeds.", nameof(inputIds)),
+    };
 }

@@ -8,8 +8,9 @@ namespace Lora.Training.Objectives;
 /// What a run optimizes: its examples, how a micro-batch is built from them, the batch's loss, and evaluation. The
 /// <see cref="Trainer"/>'s loop — accumulation, clipping, schedule, divergence stop, events, checkpoints, exact
 /// resume — is the same for every objective, as transformers' <c>Trainer.training_step</c> stays while TRL's trainers
-/// override <c>compute_loss</c>. Causal-LM fine-tuning is <see cref="CausalLMObjective"/>; preference and RL
-/// objectives implement this interface too.
+/// override <c>compute_loss</c>. Causal-LM fine-tuning is <see cref="CausalLMObjective"/>; the preference objectives
+/// (reward model, DPO) implement this interface as it is, the online ones (GRPO, PPO) its extension
+/// <see cref="IRolloutObjective"/>, which adds a generation phase.
 /// <para>
 /// Normalisation: for one optimizer step over micro-batches m = 1..A the loop computes N = Σ_m
 /// <see cref="IObjectiveBatch.Normalizer"/> first, then backpropagates Σ_m <see cref="ObjectiveLoss.Sum"/>ₘ / N, so
@@ -47,4 +48,10 @@ public interface IObjectiveBatch : IDisposable
 
 /// <summary>A micro-batch's loss: the sum over its units (before normalisation) and named metric sums, each also
 /// divided by the step's normaliser when logged (e.g. DPO's <c>rewards/margins</c>).</summary>
-public sealed record ObjectiveLoss(Tensor Sum, IReadOnlyDictionary<string, Tensor>? MetricSums = null);
+public sealed record ObjectiveLoss(Tensor Sum, IReadOnlyDictionary<string, Tensor>? MetricSums = null)
+{
+    /// <summary>Optional per-metric counts: a metric listed here is logged as its sum over the step's micro-batches
+    /// divided by the sum of its counts, instead of by the normaliser (GRPO's token means — <c>kl</c>,
+    /// <c>entropy</c>, <c>clip_ratio/*</c> — when its loss is normalised per sequence).</summary>
+    public IReadOnlyDictionary<string, double>? MetricCounts { get; init; }
+}
