@@ -4,7 +4,8 @@ using Lora.Cli.Commands;
 namespace Lora.Cli;
 
 /// <summary>The <c>lora</c> command tree. User errors (<see cref="LoraException"/>) print one line on stderr and
-/// exit 1, without a stack trace.</summary>
+/// exit 1, without a stack trace. Under mpirun, <see cref="Distributed.DataParallel.Finish"/> (Program.cs) then stops
+/// the other ranks too.</summary>
 public static class LoraCli
 {
     public const int UserError = 1;
@@ -48,7 +49,9 @@ public static class LoraCli
         }
         catch (LoraException e)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            // Under mpirun every rank reports; the ranks other than 0 say who they are.
+            var who = Distributed.DataParallel.Current is { IsRoot: false } group && !e.Message.StartsWith("rank ", StringComparison.Ordinal) ? $"{group}: " : string.Empty;
+            stderr.WriteLine($"error: {who}{e.Message}");
             return UserError;
         }
     }

@@ -88,7 +88,12 @@ internal sealed class ObjectiveOptions
             command.Options.Add(option);
         foreach (var option in Quantize.All)
             command.Options.Add(option);
+        foreach (var option in Distributed.All)
+            command.Options.Add(option);
     }
+
+    /// <summary><c>--dist-timeout</c>, <c>--dist-backend</c>: under mpirun these commands train data-parallel.</summary>
+    public readonly DistributedOptions Distributed = new();
 
     /// <summary>What a command line asks for, checked before anything is loaded.</summary>
     public sealed record Request(TrainingOptions Training, QuantizationConfig? Quantization, string? ResumeFrom, string ModelDir, string OutDir, bool Json, string Method);
@@ -164,7 +169,9 @@ internal sealed class ObjectiveOptions
         };
         options.Validate();
         var quantization = Quantize.Read(parse, parse.GetValue(Device)!);
-        if (resumeFrom is null)
+        // Under mpirun every rank runs the command; rank 0 alone prints and writes (docs/distributed.md).
+        options = options with { DataParallel = Distributed.Join(parse) };
+        if (resumeFrom is null && options.DataParallel is not { IsRoot: false })
             Trainer.PrepareOutputDirectory(outDir, options.OverwriteOutputDirectory); // before anything loads
         return new Request(options, quantization, resumeFrom, parse.GetValue(Model)!, outDir, parse.GetValue(Json), methodName);
     }
@@ -176,7 +183,8 @@ internal sealed class ObjectiveOptions
     /// (<paramref name="request"/>'s training options then say so), as for <c>lora train</c>.</summary>
     public torch.Device StartDevice(ParseResult parse, ref Request request, TextWriter stderr)
     {
-        var dev = TorchRuntime.Initialize(parse.GetValue(Device)!, notice => stderr.WriteLine($"warning: {notice}"));
+        var dev = DistributedOptions.DeviceFor(request.Training.DataParallel, parse.GetValue(Device)!,
+            TorchRuntime.Initialize(parse.GetValue(Device)!, notice => stderr.WriteLine($"warning: {notice}")));
         if (parse.GetValue(DType)!.Equals("auto", StringComparison.OrdinalIgnoreCase) && dev.type == DeviceType.CUDA && !request.Training.Bf16)
             request = request with { Training = request.Training with { Bf16 = true } }; // bf16 by default on the GPU
         if (request.Training.Bf16 && dev.type != DeviceType.CUDA)
@@ -244,7 +252,15 @@ internal sealed class ObjectiveOptions
     public static TrainingResult Run(Trainer trainer, CausalLM model, Request request, TextWriter stdout, TextWriter stderr, string summary,
         IReadOnlyDictionary<string, object?>? extra = null)
     {
+        if (!trainer.IsRoot)
+            (stdout, stderr) = (TextWriter.Null, TextWriter.Null); // ranks other than 0 of an mpirun job stay quiet
         var info = request.Json ? stderr : stdout;
+        if (request.Training.DataParallel is { } group)
+        {
+            group.PrepareFor(model.parameters().First().device, group.Backend); // the trainer does it too; here for the line below
+            info.WriteLine(DistributedOptions.Describe(group, request.Training.BatchSize, request.Training.GradientAccumulationSteps, model.parameters().First().device));
+        }
+
         if (QuantizeOptions.Describe(model) is { } stored)
             info.WriteLine(stored);
         info.WriteLine(model.TrainableParametersSummary());
@@ -252,7 +268,8 @@ internal sealed class ObjectiveOptions
         trainer.Message += m => info.WriteLine(m);
         trainer.Logged += e => info.WriteLine(FormatLog(e, trainer.TotalSteps));
         var tensorBoard = new TensorBoardLogger(Path.Combine(request.OutDir, TensorBoardLogger.DefaultDirectoryName));
-        tensorBoard.Attach(trainer);
+        if (trainer.IsRoot)
+            tensorBoard.Attach(trainer);
         var result = trainer.Train(request.ResumeFrom);
 
         var lastTrain = result.LogHistory.LastOrDefault(e => !e.IsEval);

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Lora.Backend;
 using Lora.Data;
+using Lora.Distributed;
 using Lora.Models;
 using Lora.Peft;
 using Lora.Quantization;
@@ -83,6 +84,9 @@ internal static class TrainCommand
             command.Options.Add(option);
         command.Options.Add(offload);
         foreach (var option in methodOptions.All)
+            command.Options.Add(option);
+        var distributed = new DistributedOptions();
+        foreach (var option in distributed.All)
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -171,10 +175,20 @@ internal static class TrainCommand
                 throw new LoraException($"--quantize loads a frozen {quantization.Type.Name()} base, which trains through an adapter only: drop --mode {parse.GetValue(mode)} or --quantize.");
             if (quantization is not null && parse.GetValue(initAdapter) is { } initDir && PeftConfigFile.Read(initDir) is TunerConfig { ModulesToSave: { Count: > 0 } saved })
                 quantization = quantization.Skipping(saved); // trained in full: they stay dense
-            if (resumeFrom is null)
+            // Under mpirun every rank runs this command; rank 0 alone prints and writes (errors are printed by all).
+            var group = distributed.Join(parse);
+            if (group is { IsRoot: false })
+            {
+                stdout = TextWriter.Null;
+                stderr = TextWriter.Null;
+            }
+
+            options = options with { DataParallel = group };
+            if (resumeFrom is null && group is not { IsRoot: false })
                 Trainer.PrepareOutputDirectory(outDir, options.OverwriteOutputDirectory); // before the model loads
 
-            var dev = TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}"));
+            var dev = DistributedOptions.DeviceFor(group, parse.GetValue(device)!,
+                TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}")));
             var dtypeText = parse.GetValue(dtype)!.ToLowerInvariant();
             if (dtypeText is not ("auto" or "bf16" or "bfloat16" or "fp32" or "float32"))
                 throw new LoraException($"--dtype '{dtypeText}' is not one of auto, bf16, fp32 (fp16 training would need loss scaling).");
@@ -222,12 +236,18 @@ internal static class TrainCommand
             var padId = tokenizer.IsValueCreated ? Collator.PadIdOf(tokenizer.Value) : causalLm.Config.PadTokenId ?? causalLm.Config.EosTokenIds.FirstOrDefault();
             using var trainer = new Trainer(causalLm, options, outDir, train.Examples, evalExamples, config, padId);
             var info = asJson ? stderr : stdout;
+            if (group is not null)
+            {
+                group.PrepareFor(dev, group.Backend); // the trainer does it too; here for the line below
+                info.WriteLine(DistributedOptions.Describe(group, options.BatchSize, options.GradientAccumulationSteps, dev));
+            }
+
             if (QuantizeOptions.Describe(causalLm) is { } stored)
                 info.WriteLine(stored);
             info.WriteLine($"{causalLm.TrainableParametersSummary()}");
             info.WriteLine($"{train.Summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {dev.type.ToString().ToLowerInvariant()}");
             trainer.Message += m => info.WriteLine(m);
-            var tensorBoard = toTensorBoard ? new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName)) : null;
+            var tensorBoard = toTensorBoard && trainer.IsRoot ? new TensorBoardLogger(Path.Combine(outDir, TensorBoardLogger.DefaultDirectoryName)) : null;
             tensorBoard?.Attach(trainer);
 
             var result = !asJson && ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Lora.Data;
+using Lora.Distributed;
 using Lora.Models;
 using Lora.Peft;
 using Lora.Quantization;
@@ -29,6 +30,9 @@ namespace Lora.Training;
 /// Steps per epoch = ceil(micro-batches per epoch / A); total steps T = max_steps, or ceil(epochs · steps per epoch).
 /// The data order depends only on (seed, epoch), so a resumed run reads exactly the batches the uninterrupted run
 /// would have, and the loss sequence is identical. Checkpoints: see <see cref="TrainingCheckpoints"/>.
+/// With <see cref="TrainingOptions.DataParallel"/> (W ranks under mpirun) a step reads A·W micro-batches, W at a time
+/// in parallel, and equals the single-process step over the same A·W micro-batches; rank 0 alone logs and writes
+/// (<see cref="DataParallelTraining"/>, docs/distributed.md).
 /// <para>
 /// The host never waits for the device inside a step (transformers' Trainer does the same: it reads the loss only at
 /// logging steps): the loss, the gradient norm and the metric sums stay on the device, the batch's token count is the
@@ -36,7 +40,8 @@ namespace Lora.Training;
 /// check's result as <c>found_inf</c>. The scalars of the steps since the last read are read in one transfer at the
 /// next step that logs, evaluates or saves (and the last); <see cref="StepCompleted"/> is raised then, once per step,
 /// in order. A non-finite loss or gradient norm still stops the run naming its step, with nothing of that step (or any
-/// after it) applied.
+/// after it) applied. A data-parallel step reads its loss and metric sums once to sum them over the ranks (MPI on the
+/// host); the gradients are summed where they live (NCCL on CUDA).
 /// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
@@ -59,6 +64,7 @@ public sealed class Trainer : IDisposable
     private readonly OffloadedParameters? _offload;
     private readonly Device _device;
     private readonly TrainingLog _log;
+    private readonly DataParallel? _group;
     private TrainerState _state;
     private Tensor? _nonFinite; // sticky device flag: a step so far had a non-finite loss or gradient norm
     private int _cachedEpoch = -1;
@@ -131,11 +137,14 @@ public sealed class Trainer : IDisposable
         }
 
         model.GradientCheckpointing = options.GradientCheckpointing;
+        _group = options.DataParallel;
 
         if (objective is IRolloutObjective rollouts)
         {
             // Online objectives: the sampler's batches are the rollouts' prompt groups (incomplete ones dropped, as TRL's
             // samplers do), and each rollout is trained on for StepsPerRollout optimizer steps.
+            if (_group is { WorldSize: > 1 })
+                throw new LoraException("rollout objectives (GRPO, PPO) do not run data-parallel yet: run them in one process (without mpirun).");
             _rollouts = rollouts;
             if (rollouts.PromptsPerRollout < 1 || rollouts.StepsPerRollout < 1)
                 throw new LoraException($"a rollout needs at least one prompt and one step (got {rollouts.PromptsPerRollout} prompts, {rollouts.StepsPerRollout} steps).");
@@ -149,14 +158,14 @@ public sealed class Trainer : IDisposable
         {
             _sampler = new BatchSampler(objective.Lengths.ToArray(), options.BatchSize, options.Sampling, options.Seed);
             MicroBatchesPerEpoch = _sampler.BatchesPerEpoch;
-            StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps);
+            StepsPerEpoch = Math.Max(1, (MicroBatchesPerEpoch + MicroBatchesPerStep - 1) / MicroBatchesPerStep);
         }
 
         TotalSteps = options.MaxSteps > 0 ? options.MaxSteps : (int)Math.Ceiling(options.Epochs * StepsPerEpoch);
         var warmup = options.WarmupRatio is { } ratio ? LearningRateSchedule.WarmupFromRatio(ratio, TotalSteps) : options.WarmupSteps;
         Schedule = new LearningRateSchedule(options.Scheduler, options.LearningRate, warmup, TotalSteps);
         _optimizer = OptimizerSetup.AdamW(model, options, out _offload);
-        _log = new TrainingLog(options.WriteMetricsFile ? Path.Combine(OutputDirectory, MetricsFileName) : null);
+        _log = new TrainingLog(options.WriteMetricsFile ? Path.Combine(OutputDirectory, MetricsFileName) : null, writes: IsRoot);
         _state = NewState();
     }
 
@@ -171,7 +180,7 @@ public sealed class Trainer : IDisposable
     /// objective: its steps per epoch × gradient accumulation).</summary>
     public int MicroBatchesPerEpoch { get; }
 
-    /// <summary>Optimizer steps per epoch: ceil(micro-batches / accumulation).</summary>
+    /// <summary>Optimizer steps per epoch: ceil(micro-batches / (accumulation × ranks)).</summary>
     public int StepsPerEpoch { get; }
 
     /// <summary>T: optimizer steps of the whole run.</summary>
@@ -179,6 +188,13 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Optimizer steps done.</summary>
     public int GlobalStep => _state.GlobalStep;
+
+    /// <summary>Micro-batches one optimizer step reads over all ranks: accumulation × ranks.</summary>
+    public int MicroBatchesPerStep => Options.GradientAccumulationSteps * (_group?.WorldSize ?? 1);
+
+    /// <summary>False on the ranks other than 0 of a data-parallel run: they write no file and raise no
+    /// <see cref="Logged"/> or <see cref="Message"/> event.</summary>
+    public bool IsRoot => _group?.IsRoot ?? true;
 
     /// <summary>The trainable parameters, by name.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters => _trainable;
@@ -204,14 +220,20 @@ public sealed class Trainer : IDisposable
     /// the step and the last good checkpoint; nothing of that step was applied).</exception>
     public TrainingResult Train(string? resumeFrom = null, CancellationToken cancellationToken = default)
     {
-        if (resumeFrom is null)
-            PrepareOutputDirectory(OutputDirectory, Options.OverwriteOutputDirectory);
-        Directory.CreateDirectory(OutputDirectory);
-        foreach (var stale in TrainingCheckpoints.RemoveStaging(OutputDirectory))
-            Message?.Invoke($"removed {stale} (an interrupted checkpoint save)");
-        torch.manual_seed(Options.Seed);
+        if (IsRoot)
+        {
+            if (resumeFrom is null)
+                PrepareOutputDirectory(OutputDirectory, Options.OverwriteOutputDirectory);
+            Directory.CreateDirectory(OutputDirectory);
+            foreach (var stale in TrainingCheckpoints.RemoveStaging(OutputDirectory))
+                Message?.Invoke($"removed {stale} (an interrupted checkpoint save)");
+        }
+
+        // Rank r's dropout draws from seed + r (rank 0, and a single process, from the seed itself).
+        var seed = Options.Seed + (_group?.Rank ?? 0);
+        torch.manual_seed(seed);
         if (_device.type == DeviceType.CUDA)
-            torch.cuda.manual_seed_all(Options.Seed);
+            torch.cuda.manual_seed_all(seed);
         if (resumeFrom is not null)
         {
             Resume(resumeFrom);
@@ -219,11 +241,15 @@ public sealed class Trainer : IDisposable
         else
         {
             _log.Start();
-            if (!Options.WriteMetricsFile)
+            if (!Options.WriteMetricsFile && IsRoot)
                 File.Delete(Path.Combine(OutputDirectory, MetricsFileName)); // an overwritten run's, which would be stale
-            if (Options.EvalOnStart && _evalObjective is not null)
-                EvaluateAndLog(trackBest: false);
         }
+
+        string? lastCheckpoint = TrainingCheckpoints.Latest(OutputDirectory);
+        if (_group is not null)
+            JoinGroup(resumeFrom, () => lastCheckpoint);
+        if (resumeFrom is null && Options.EvalOnStart && _evalObjective is not null)
+            EvaluateAndLog(trackBest: false);
 
         var clock = Stopwatch.StartNew();
         var firstStep = _state.GlobalStep;
@@ -232,7 +258,6 @@ public sealed class Trainer : IDisposable
         int stepsSinceLog = 0;
         var sinceLog = Stopwatch.StartNew();
         double lastLoss = double.NaN;
-        string? lastCheckpoint = TrainingCheckpoints.Latest(OutputDirectory);
         double? lastEval = null;
         Dictionary<string, double>? metricsSinceLog = null;
         var pending = new List<PendingStep>();
@@ -317,10 +342,15 @@ public sealed class Trainer : IDisposable
         if (double.IsNaN(lastLoss))
             lastLoss = _state.Entries().LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN;
 
-        SaveModel(OutputDirectory);
-        AtomicFile.WriteAllText(Path.Combine(OutputDirectory, TrainerState.FileName), _state.ToJson());
         var lossCurve = Path.Combine(OutputDirectory, LossCurveFileName);
-        AtomicFile.WriteAllText(lossCurve, LossCurveSvg.Render(_state.Entries(), "Training loss"));
+        if (IsRoot)
+        {
+            SaveModel(OutputDirectory);
+            AtomicFile.WriteAllText(Path.Combine(OutputDirectory, TrainerState.FileName), _state.ToJson());
+            AtomicFile.WriteAllText(lossCurve, LossCurveSvg.Render(_state.Entries(), "Training loss"));
+        }
+
+        _group?.Barrier("the end of training (rank 0 writes the outputs)"); // every rank returns once they exist
         var checkpoints = TrainingCheckpoints.List(OutputDirectory).Select(c => c.Path).ToList();
         return new TrainingResult(_state.GlobalStep, lastLoss, lastEval, OutputDirectory, checkpoints, _log.MetricsPath, lossCurve, _state.Entries().ToList());
     }
@@ -498,13 +528,17 @@ public sealed class Trainer : IDisposable
     private PendingStep Step(int step)
     {
         using var scope = NewDisposeScope();
-        var batches = new List<IObjectiveBatch>();
+        var units = StepUnits(step);
+        var count = units.Count;
+        var batches = new List<IObjectiveBatch>(count);
         try
         {
-            foreach (var indices in StepUnits(step))
-                batches.Add(_objective.Collate(indices));
+            foreach (var j in DataParallelTraining.Mine(count, _group)) // all of them in a single process
+                batches.Add(_objective.Collate(units[j]));
             var normalizer = batches.Sum(b => b.Normalizer);
             long inputTokens = batches.Sum(b => b.InputTokens);
+            if (_group is not null)
+                (normalizer, inputTokens) = DataParallelTraining.SumCounts(_group, normalizer, inputTokens);
             var lr = Schedule.LearningRateAt(step);
             foreach (var group in _optimizer.ParamGroups)
                 group.LearningRate = lr;
@@ -532,8 +566,19 @@ public sealed class Trainer : IDisposable
                     metricSums[name] = (metricSums.TryGetValue(name, out var so) ? so + m : m).MoveToOuterDisposeScope();
                 }
 
-                foreach (var (name, count) in loss.MetricCounts ?? new Dictionary<string, double>())
-                    metricCounts[name] = metricCounts.GetValueOrDefault(name) + count;
+                foreach (var (name, metricCount) in loss.MetricCounts ?? new Dictionary<string, double>())
+                    metricCounts[name] = metricCounts.GetValueOrDefault(name) + metricCount;
+            }
+
+            if (_group is not null)
+            {
+                DataParallelTraining.ReduceGradients(_group, _trainable.Select(t => t.Parameter).ToList());
+                // The loss and metric sums are summed over the ranks on the host: the one read of a data-parallel step (a
+                // rank without a micro-batch at the end of an epoch contributes zeros and takes rank 0's metric names).
+                var hostMetrics = metricSums.ToDictionary(m => m.Key, m => m.Value.item<double>(), StringComparer.Ordinal);
+                var hostLoss = DataParallelTraining.SumLoss(_group, lossSum?.item<double>() ?? 0, hostMetrics, metricCounts, someRankIdle: count < _group.WorldSize);
+                lossSum = tensor(hostLoss, ScalarType.Float64, _device);
+                metricSums = hostMetrics.ToDictionary(m => m.Key, m => tensor(m.Value, ScalarType.Float64, _device), StringComparer.Ordinal);
             }
 
             var norm = GradientClipping.ClipGlobalNormAsync(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
@@ -577,8 +622,8 @@ public sealed class Trainer : IDisposable
         if (_rollouts is null)
         {
             var epoch = step / StepsPerEpoch;
-            var first = step % StepsPerEpoch * Options.GradientAccumulationSteps;
-            var count = Math.Min(Options.GradientAccumulationSteps, MicroBatchesPerEpoch - first);
+            var first = step % StepsPerEpoch * MicroBatchesPerStep;
+            var count = Math.Min(MicroBatchesPerStep, MicroBatchesPerEpoch - first);
             return BatchesOf(epoch).Skip(first).Take(count).ToList();
         }
 
@@ -619,7 +664,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>(epoch, micro-batch) of the next read after <paramref name="stepsDone"/> steps.</summary>
     private (int Epoch, int Batch) DataPosition(int stepsDone) => _rollouts is null
-        ? (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * Options.GradientAccumulationSteps)
+        ? (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch * MicroBatchesPerStep)
         : (stepsDone / StepsPerEpoch, stepsDone % StepsPerEpoch / _rollouts.StepsPerRollout); // (epoch, rollout in the epoch)
 
     // trackBest: false for the evaluation before the first step (there is no checkpoint-0 to be the best).
@@ -651,7 +696,27 @@ public sealed class Trainer : IDisposable
         var step = _state.GlobalStep;
         if (_state.BestGlobalStep == step)
             _state.BestModelCheckpoint = Path.Combine(OutputDirectory, TrainingCheckpoints.NameFor(step));
-        var path = TrainingCheckpoints.Save(OutputDirectory, _state, Options, Schedule, _optimizer, SaveModel);
+        if (_group is { WorldSize: > 1 } group)
+        {
+            // Every rank's dropout generator goes into the checkpoint, as transformers' rng_state_{rank}.pth.
+            using var rng = get_rng_state();
+            var states = group.GatherToRoot(rng.bytes.ToArray(), "gather of the RNG states");
+            if (!group.IsRoot)
+                return Path.Combine(OutputDirectory, TrainingCheckpoints.NameFor(step));
+            return SaveAndRotate(dir =>
+            {
+                SaveModel(dir);
+                for (var r = 1; r < states!.Length; r++)
+                    File.WriteAllBytes(Path.Combine(dir, DataParallelTraining.RngFile(r)), states[r]);
+            });
+        }
+
+        return SaveAndRotate(SaveModel);
+    }
+
+    private string SaveAndRotate(Action<string> saveModel)
+    {
+        var path = TrainingCheckpoints.Save(OutputDirectory, _state, Options, Schedule, _optimizer, saveModel);
         Message?.Invoke($"saved {path}");
         foreach (var removed in TrainingCheckpoints.Rotate(OutputDirectory, Options.SaveTotalLimit, _state.BestModelCheckpoint))
             Message?.Invoke($"removed {removed} (save_total_limit {Options.SaveTotalLimit})");
@@ -676,6 +741,12 @@ public sealed class Trainer : IDisposable
     private void Resume(string checkpoint)
     {
         var state = TrainingCheckpoints.ReadState(checkpoint, TotalSteps, Options.Seed);
+        if ((state.WorldSize ?? 1) != (_group?.WorldSize ?? 1))
+        {
+            throw new LoraException($"{checkpoint}: the checkpoint was written by a run of {state.WorldSize ?? 1} rank(s), this run has {_group?.WorldSize ?? 1}; " +
+                "the global batch and the data position would differ. Resume with the same number of ranks.");
+        }
+
         if (Options.Mode == TrainingMode.Peft)
             PeftAdapter.LoadWeights(_model, PeftAdapter.DirectoryFor(checkpoint, Options.AdapterName), Options.AdapterName);
         else
@@ -684,11 +755,35 @@ public sealed class Trainer : IDisposable
         _rolloutIndex = -1; // made again from the restored weights
         _offload?.ParametersToHost();
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
+        if (_group is { WorldSize: > 1 })
+        {
+            var rngPath = Path.Combine(checkpoint, DataParallelTraining.RngFile(_group.Rank));
+            if (!File.Exists(rngPath))
+                throw new LoraException($"{rngPath}: file not found (this rank's RNG state).");
+            using var rng = tensor(File.ReadAllBytes(rngPath), ScalarType.Byte);
+            set_rng_state(rng);
+        }
 
         _state = state;
         _state.MaxSteps = TotalSteps;
         _log.Restart(_state);
         Message?.Invoke($"resumed from {checkpoint} at step {state.GlobalStep} of {TotalSteps}");
+    }
+
+    /// <summary>Start of a data-parallel run: the same configuration on every rank (checked), rank 0's trainable
+    /// weights everywhere, NCCL set up for CUDA gradients, and the watchdog told the last good checkpoint.</summary>
+    private void JoinGroup(string? resumeFrom, Func<string?> lastCheckpoint)
+    {
+        var group = _group!;
+        group.TimeoutContext = () => lastCheckpoint() is { } c ? $"The last complete checkpoint is {c}." : "No checkpoint had been saved.";
+        if (group.PrepareFor(_device, group.Backend) is { } notice)
+            Message?.Invoke($"warning: {notice}");
+        group.EnsureSameOnAllRanks("training configuration", DataParallelTraining.Describe(_model, Options, _objective, _trainable,
+            TotalSteps, StepsPerEpoch, resumeFrom, _state.GlobalStep, _device));
+        DataParallelTraining.BroadcastParameters(group, _trainable.Select(t => t.Parameter).ToList());
+        _offload?.ParametersToHost(); // the optimizer's copies (offloaded, or fp32 masters of bf16 weights) take them too
+        if (group.WorldSize > 1)
+            _state.WorldSize = group.WorldSize;
     }
 
     private TrainerState NewState() => new()

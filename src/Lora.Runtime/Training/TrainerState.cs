@@ -60,6 +60,10 @@ public sealed class TrainerState
     [JsonPropertyName("seed")]
     public int Seed { get; set; }
 
+    /// <summary>Ranks of a data-parallel run (absent for one process): a resume needs the same number.</summary>
+    [JsonPropertyName("world_size")]
+    public int? WorldSize { get; set; }
+
     [JsonPropertyName("log_history")]
     public List<JsonElement> LogHistory { get; set; } = [];
 

@@ -7,7 +7,9 @@ namespace Lora.Training;
 /// is appended to <c>metrics.jsonl</c> in the output directory (unless <paramref name="metricsPath"/> is null), and is
 /// raised as an event.
 /// </summary>
-internal sealed class TrainingLog(string? metricsPath)
+/// <remarks>With <paramref name="writes"/> false (the ranks other than 0 of a data-parallel run) rows only go to the
+/// state: no file, no event.</remarks>
+internal sealed class TrainingLog(string? metricsPath, bool writes = true)
 {
     private static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
@@ -16,20 +18,22 @@ internal sealed class TrainingLog(string? metricsPath)
     /// <summary>A new run: an empty metrics file.</summary>
     public void Start()
     {
-        if (MetricsPath is not null)
+        if (writes && MetricsPath is not null)
             File.WriteAllText(MetricsPath, string.Empty);
     }
 
     /// <summary>A resumed run: the metrics file holds exactly the rows of the checkpoint's state.</summary>
     public void Restart(TrainerState state)
     {
-        if (MetricsPath is not null)
+        if (writes && MetricsPath is not null)
             File.WriteAllLines(MetricsPath, state.Entries().Select(e => JsonSerializer.Serialize(e, Json)));
     }
 
     public void Write(TrainerState state, TrainingLogEntry entry, Action<TrainingLogEntry>? logged)
     {
         state.Add(entry);
+        if (!writes)
+            return;
         if (MetricsPath is not null)
             File.AppendAllText(MetricsPath, JsonSerializer.Serialize(entry, Json) + "\n");
         logged?.Invoke(entry);

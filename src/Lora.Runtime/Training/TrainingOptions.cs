@@ -1,4 +1,6 @@
+using System.Text.Json.Serialization;
 using Lora.Data;
+using Lora.Distributed;
 
 namespace Lora.Training;
 
@@ -111,6 +113,12 @@ public sealed record TrainingOptions
     /// <summary>For <see cref="TrainingMode.Peft"/>: the adapter that trains (others stay frozen). A non-default name
     /// is saved in a subdirectory of that name, as PEFT does.</summary>
     public string AdapterName { get; init; } = Peft.PeftAdapter.DefaultName;
+
+    /// <summary>Data-parallel training over the ranks of an <c>mpirun</c> job (<see cref="Distributed.DataParallel.FromEnvironment"/>);
+    /// null = one process. The global batch is ranks × <see cref="BatchSize"/> × <see cref="GradientAccumulationSteps"/>;
+    /// rank 0 alone logs and writes files. See docs/distributed.md. Not part of <c>training_args.json</c>.</summary>
+    [JsonIgnore]
+    public DataParallel? DataParallel { get; init; }
 
     /// <summary>Checks the options alone (data-dependent checks happen when training starts).</summary>
     /// <exception cref="LoraException">The first invalid or conflicting option.</exception>
