@@ -51,7 +51,7 @@ internal static class QloraStep
         var modelConfig = (LlamaConfig)ModelConfigLoader.Load(dir);
         Directory.Delete(dir, recursive: true);
 
-        (CausalLM Model, AdamW Optimizer) Build(bool quantize)
+        (CausalLM Model, TorchSharp.Modules.AdamW Optimizer) Build(bool quantize)
         {
             manual_seed(0);
             var model = new LlamaForCausalLM(modelConfig, dtype, device);
@@ -73,7 +73,7 @@ internal static class QloraStep
         var (qlora, qloraOpt) = Build(quantize: true);
         using var ids = randint(0, vocab, [batch, seq], dtype: ScalarType.Int64, device: device);
 
-        double Time(CausalLM model, AdamW optimizer)
+        double Time(CausalLM model, TorchSharp.Modules.AdamW optimizer)
         {
             var sw = Stopwatch.StartNew();
             for (var i = 0; i < steps; i++)

@@ -1,116 +1,130 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
-using Lora.Peft;
-using Lora.Tuners.LoRA;
-using Lora.Backend;
 using Lora.Models;
+using Lora.Peft;
 using Lora.Training;
+using Lora.Tuners.LoRA;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Lora.Bench;
 
 /// <summary>
-/// LoRA training speed against the machine's own matmul ceiling, measured side by side in one run: first the best
-/// fp32 (CPU) or bf16 (CUDA) matmul throughput at 2048³, then tokens/s of the training step (forward, HF causal-LM
-/// loss, backward, AdamW on the adapters) of a random Llama. MFU uses the reference benchmark's convention
-/// (../shared/gpu/peft_bench.py): flops/token = 4·N_matmul + 6·layers·seq·hidden, divided by the measured ceiling.
+/// LoRA training speed, like for like with <c>../shared/gpu/peft_bench.py</c> (same flags, same defaults on CUDA, same
+/// step: forward, causal-LM loss on labels = input ids, backward, AdamW on the adapters, gradients dropped; same
+/// warm-up and timed steps), on a random Llama. MFU uses the reference's convention: flops/token =
+/// 4·N_matmul + 6·layers·seq·hidden, here divided by the matmul ceiling measured in this run in the compute dtype
+/// (<see cref="MatmulCeiling"/>: best of measurements taken between the timed steps), and on CUDA also by 989 TFLOP/s
+/// (H100-class dense bf16 peak) and by the reference's 790 TFLOP/s. Peak memory: <see cref="PeakMemory"/>.
+/// <c>--json</c> prints one JSON object per run (one configuration per process).
 /// </summary>
 internal static class TrainThroughput
 {
     public static int Run(string[] args)
     {
-        int Int(string name, int fallback) => Array.IndexOf(args, name) is var i and >= 0 ? int.Parse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture) : fallback;
-        var layers = Int("--layers", 4);
-        var hidden = Int("--hidden", 512);
-        var inter = Int("--inter", 1376);
-        var heads = Int("--heads", 8);
-        var kvHeads = Int("--kv-heads", 4);
-        var vocab = Int("--vocab", 8000);
-        var seq = Int("--seq", 256);
-        var batch = Int("--batch", 4);
-        var r = Int("--r", 16);
-        var steps = Int("--steps", 5);
-        var targets = Array.IndexOf(args, "--targets") is var t and >= 0 ? args[t + 1] : "q_proj,v_proj";
-        var device = TorchRuntime.Initialize(Array.IndexOf(args, "--device") is var d and >= 0 ? args[d + 1] : "auto");
-        var dtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32;
-
-        var ceiling = MatmulCeiling(device, dtype);
-
-        var dir = Path.Combine(Path.GetTempPath(), $"lora-bench-config-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new
-        {
-            model_type = "llama", vocab_size = vocab, hidden_size = hidden, intermediate_size = inter, num_hidden_layers = layers,
-            num_attention_heads = heads, num_key_value_heads = kvHeads, max_position_embeddings = seq, rms_norm_eps = 1e-6,
-            tie_word_embeddings = false,
-        }));
+        var s = new BenchShape(args, generation: false);
+        var device = s.Device;
+        var optimizerKind = s.Text("--optimizer") ?? "fused";
+        var lossKind = s.Text("--loss") ?? "fused"; // fused: head + cross-entropy chunked (CausalLMLoss.ModelTokenSum); logits: the whole batch's logits
         manual_seed(0);
-        using var model = new LlamaForCausalLM((LlamaConfig)ModelConfigLoader.Load(dir), dtype, device);
-        Directory.Delete(dir, recursive: true);
+        using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
         model.InitializeWeights();
         var nMatmul = model.modules().OfType<Modules.LinearLayer>().Sum(l => l.InFeatures * l.OutFeatures);
-        var config = new LoraConfig { R = r, LoraAlpha = 2 * r, TargetModules = TargetModules.FromNames(targets.Split(',')) };
+        var config = new LoraConfig { R = s.R, LoraAlpha = s.Alpha, TargetModules = TargetModules.FromNames(s.Targets.Split(',')) };
         PeftInjector.Inject(model, config);
         var trainable = model.MarkTrainable(config).Select(p => p.Parameter).ToList();
+        model.GradientCheckpointing = s.GradientCheckpointing;
         model.train();
-        using var optimizer = optim.AdamW(trainable, lr: 2e-4);
-        using var ids = randint(0, vocab, [batch, seq], dtype: ScalarType.Int64, device: device);
+        using TorchSharp.Modules.AdamW optimizer = optimizerKind switch
+        {
+            "fused" => new Training.AdamW(trainable, lr: 2e-4),
+            "torchsharp" => optim.AdamW(trainable, lr: 2e-4),
+            _ => throw new ArgumentException($"--optimizer {optimizerKind}: expected fused or torchsharp."),
+        };
+        using var ids = randint(0, s.Vocab, [s.Batch, s.Seq], dtype: ScalarType.Int64, device: device);
+        using var ceiling = new MatmulCeiling(device, s.DType);
+        var memory = new PeakMemory(device);
 
-        void Step()
+        Tensor Step()
         {
             using var scope = NewDisposeScope();
-            var (sum, tokens) = CausalLMLoss.Sum(model.Forward(ids), ids);
-            (sum / tokens).backward();
+            // As the trainer: no read-back inside the step (the token count is known on the host).
+            var sum = lossKind == "fused" ? CausalLMLoss.ModelTokenSum(model, ids, ids) : CausalLMLoss.TokenSum(model.Forward(ids), ids);
+            var loss = sum / (s.Batch * (s.Seq - 1.0));
+            loss.backward();
+            GradientCheckpoint.ReleasePending();
             optimizer.step();
-            optimizer.zero_grad();
+            foreach (var p in trainable)
+                p.grad = null; // zero_grad(set_to_none=True)
+            return loss.detach().MoveToOuterDisposeScope();
         }
 
-        for (var i = 0; i < 2; i++)
-            Step();
-        Synchronize(device);
-        var sw = Stopwatch.StartNew();
-        for (var i = 0; i < steps; i++)
-            Step();
-        Synchronize(device);
-        var tokensPerSecond = (double)batch * seq * steps / sw.Elapsed.TotalSeconds;
-        var flopsPerToken = 4.0 * nMatmul + 6.0 * layers * seq * hidden;
-        var mfu = flopsPerToken * tokensPerSecond / ceiling;
-        Console.WriteLine(JsonSerializer.Serialize(new
+        for (var i = 0; i < s.Warmup; i++)
+            Step().Dispose();
+        BenchShape.Synchronize(device);
+        ceiling.Measure();
+        memory.Reset();
+        var times = new List<double>();
+        Tensor? last = null;
+        for (var i = 0; i < s.Steps; i++)
         {
-            device = device.ToString(), dtype = dtype.ToString(), layers, hidden, inter, heads, kv_heads = kvHeads, vocab, seq, batch, r, targets,
-            threads = torch.get_num_threads(),
-            matmul_ceiling_gflops = Math.Round(ceiling / 1e9, 1),
-            tokens_per_s = Math.Round(tokensPerSecond, 1),
-            achieved_gflops = Math.Round(flopsPerToken * tokensPerSecond / 1e9, 1),
-            mfu_vs_measured_ceiling = Math.Round(mfu, 4),
-            trainable = model.TrainableParametersSummary(),
-        }));
-        return 0;
-    }
-
-    /// <summary>Best of several 2048³ matmuls, in FLOP/s.</summary>
-    private static double MatmulCeiling(torch.Device device, ScalarType dtype)
-    {
-        const int n = 2048;
-        using var a = randn(n, n, dtype: dtype, device: device);
-        using var b = randn(n, n, dtype: dtype, device: device);
-        var best = double.MaxValue;
-        for (var i = 0; i < 6; i++)
-        {
-            Synchronize(device);
+            BenchShape.Synchronize(device);
             var sw = Stopwatch.StartNew();
-            using (var c = a.matmul(b))
-                Synchronize(device);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+            last?.Dispose();
+            last = Step();
+            BenchShape.Synchronize(device);
+            times.Add(sw.Elapsed.TotalSeconds);
+            memory.Sample();
+            ceiling.Measure(); // between the timed steps, never inside one
         }
 
-        return 2.0 * n * n * n / best;
-    }
+        var peak = memory.Peak;
+        var lossValue = last!.item<float>();
+        last.Dispose();
+        var stepSeconds = times.Average();
+        var tokensPerStep = (double)s.Batch * s.Seq;
+        var tokensPerSecond = tokensPerStep / stepSeconds;
+        var flopsPerToken = 4.0 * nMatmul + 6.0 * s.Layers * s.Seq * s.Hidden;
+        var achieved = flopsPerToken * tokensPerSecond;
+        var cuda = device.type == DeviceType.CUDA;
+        var result = new Dictionary<string, object?>
+        {
+            ["system"] = "lora-dotnet",
+            ["device"] = device.ToString(),
+            ["dtype"] = s.DType.ToString(),
+            ["layers"] = s.Layers, ["hidden"] = s.Hidden, ["inter"] = s.Inter, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads,
+            ["vocab"] = s.Vocab, ["seq"] = s.Seq, ["batch"] = s.Batch, ["r"] = s.R, ["alpha"] = s.Alpha, ["targets"] = s.Targets,
+            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind,
+            ["threads"] = get_num_threads(),
+            ["n_matmul"] = nMatmul,
+            ["trainable"] = trainable.Sum(p => p.numel()),
+            ["step_ms"] = Math.Round(stepSeconds * 1e3, 2),
+            ["step_ms_min"] = Math.Round(times.Min() * 1e3, 2),
+            ["tokens_per_s"] = Math.Round(tokensPerSecond, 1),
+            ["achieved_tflops"] = Math.Round(achieved / 1e12, 4),
+            ["matmul_ceiling_tflops"] = Math.Round(ceiling.Best / 1e12, 4),
+            ["ceiling_samples"] = ceiling.All.Count,
+            ["mfu_pct"] = Math.Round(100 * achieved / ceiling.Best, 1),
+            ["mfu_pct_best_step"] = Math.Round(100 * flopsPerToken * tokensPerStep / times.Min() / ceiling.Best, 1),
+            ["mfu_pct_989"] = cuda ? Math.Round(100 * achieved / 989e12, 1) : null,
+            ["mfu_pct_790"] = cuda ? Math.Round(100 * achieved / 790e12, 1) : null,
+            ["peak_bytes"] = peak,
+            ["peak_gib"] = Math.Round(peak / (double)(1L << 30), 3),
+            ["baseline_bytes"] = memory.Baseline,
+            ["step_extra_bytes"] = peak - memory.Baseline,
+            ["peak_method"] = memory.Method,
+            ["loss"] = Math.Round(lossValue, 4),
+        };
+        if (s.Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(result));
+        }
+        else
+        {
+            Console.WriteLine(string.Join(", ", result.Select(kv => $"{kv.Key} {Convert.ToString(kv.Value, CultureInfo.InvariantCulture)}")));
+        }
 
-    private static void Synchronize(torch.Device device)
-    {
-        if (device.type == DeviceType.CUDA)
-            torch.cuda.synchronize();
+        return 0;
     }
 }

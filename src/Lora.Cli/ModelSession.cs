@@ -34,7 +34,7 @@ internal sealed class ModelSession : IDisposable
         var dev = TorchRuntime.Initialize(device, notice => warnings.WriteLine($"warning: {notice}"));
         if (quantization is not null && adapterDir is not null && PeftConfigFile.Read(adapterDir) is TunerConfig { ModulesToSave: { Count: > 0 } saved })
             quantization = quantization.Skipping(saved); // trained in full: they stay dense
-        var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype), dev, quantization);
+        var model = CausalLM.FromPretrained(modelDir, ParseDType(dtype, dev), dev, quantization);
         try
         {
             PeftConfig? config = null;
@@ -59,12 +59,16 @@ internal sealed class ModelSession : IDisposable
         }
     }
 
+    /// <summary><paramref name="text"/> as a dtype; <c>auto</c> is bf16 on CUDA and fp32 elsewhere.</summary>
+    public static ScalarType ParseDType(string text, torch.Device device) =>
+        text.Equals("auto", StringComparison.OrdinalIgnoreCase) ? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32) : ParseDType(text);
+
     public static ScalarType ParseDType(string text) => text.ToLowerInvariant() switch
     {
         "fp32" or "float32" => ScalarType.Float32,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
         "fp16" or "float16" => ScalarType.Float16,
-        _ => throw new LoraException($"--dtype '{text}' is not one of fp32, bf16, fp16."),
+        _ => throw new LoraException($"--dtype '{text}' is not one of auto, fp32, bf16, fp16."),
     };
 
     public void Dispose() => Model.Dispose();

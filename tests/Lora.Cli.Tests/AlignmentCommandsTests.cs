@@ -108,6 +108,8 @@ public sealed class AlignmentCommandsTests
     [InlineData("--reward-func exact_answer --stop-token nl", "--stop-token 'nl' is not eos")]
     [InlineData("--reward-func nearest", "unknown reward function 'nearest'")]
     [InlineData("--reward-model missing-rm", "missing-rm: reward model directory not found")]
+    [InlineData("--reward-func exact_answer --bf16 --dtype fp32", "--bf16 and --dtype fp32 contradict")] // the shared training options
+    [InlineData("--reward-func exact_answer --dtype fp16", "fp16 training would need loss scaling")]
     public void Ppo_user_errors_are_named(string extra, string message)
     {
         var dir = TempDirectory();

@@ -173,7 +173,8 @@ public sealed class TrainCommandTests
     {
         { ["--epochs", "2"], "--epochs and --max-steps" },
         { ["--warmup-steps", "2", "--warmup-ratio", "0.1"], "--warmup-steps and --warmup-ratio" },
-        { ["--bf16"], "--bf16 needs a CUDA device" },
+        { ["--bf16", "--dtype", "fp32"], "contradict" },
+        { ["--dtype", "fp16"], "fp16 training would need loss scaling" },
         { ["--scheduler", "polynomial"], "scheduler 'polynomial'" },
         { ["--init-adapter", "ADAPTER", "--r", "4"], "--init-adapter takes the method" },
         { ["--eval-steps", "5"], "--eval-steps needs --eval-data" },

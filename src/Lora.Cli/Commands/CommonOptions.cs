@@ -23,9 +23,11 @@ internal static class CommonOptions
 
     public static Option<bool> Merge() => new("--merge") { Description = "Merge the adapter into the base weights before running." };
 
-    public static Option<string> DType() => new("--dtype")
+    /// <summary><c>--dtype</c>: auto (bf16 on CUDA, where bf16 matmuls run 4–5× faster than fp32; fp32 on the CPU,
+    /// whose bf16 kernels are slow), fp32, bf16 or fp16.</summary>
+    public static Option<string> DType(string defaultValue = "auto") => new("--dtype")
     {
-        Description = "Model dtype: fp32, bf16 or fp16.",
-        DefaultValueFactory = _ => "fp32",
+        Description = "Model dtype: auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16.",
+        DefaultValueFactory = _ => defaultValue,
     };
 }

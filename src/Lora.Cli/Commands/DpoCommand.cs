@@ -48,7 +48,7 @@ internal static class DpoCommand
             options.Validate();
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(request.ModelDir));
             var template = common.ChatTemplate(parse);
-            var device = common.StartDevice(parse, request, stderr);
+            var device = common.StartDevice(parse, ref request, stderr);
             var (model, config, hasCopy) = common.LoadPolicy(parse, request, device, stderr, referenceCopy: reference.WantsInitCopy(parse, common));
             using (model)
             {

@@ -78,7 +78,7 @@ internal static class GrpoCommand
                 throw new LoraException($"--batch-size {request.Training.BatchSize} × --grad-accum {request.Training.GradientAccumulationSteps} completions per step must be a multiple of --num-generations {options.NumGenerations} (TRL's generation batch).");
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(request.ModelDir));
             var template = common.ChatTemplate(parse);
-            var device = common.StartDevice(parse, request, stderr);
+            var device = common.StartDevice(parse, ref request, stderr);
             var (model, config, hasCopy) = common.LoadPolicy(parse, request, device, stderr, referenceCopy: options.Beta != 0 && reference.WantsInitCopy(parse, common));
             using (model)
             {

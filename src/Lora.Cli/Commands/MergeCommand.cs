@@ -29,7 +29,7 @@ internal static class MergeCommand
         var requantize = new Option<bool>("--requantize") { Description = "Quantized base: merge into the quantized weights and write a quantized checkpoint (rounds) instead of a dense one." };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
-        var dtype = CommonOptions.DType();
+        var dtype = CommonOptions.DType("fp32"); // the merged checkpoint's dtype: exact by default
         var command = new Command("merge", "Merge an adapter into its base model and save a Hugging Face checkpoint.")
         {
             model, adapter, output, shard, requantize, json, device, dtype,

@@ -59,7 +59,8 @@ internal sealed class ObjectiveOptions
     public readonly Option<int?> SaveTotalLimit = new("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
     public readonly Option<string?> Resume = new("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
     public readonly Option<int> Seed = new("--seed") { Description = "Seed for adapter init, dropout, data order and sampling.", DefaultValueFactory = _ => 42 };
-    public readonly Option<bool> Bf16 = new("--bf16") { Description = "CUDA only: bfloat16 base model compute, fp32 adapters and optimizer." };
+    public readonly Option<bool> Bf16 = new("--bf16") { Description = "Same as --dtype bf16." };
+    public readonly Option<string> DType = new("--dtype") { Description = "Compute dtype of the base model (and a reference or reward model): auto (bf16 on CUDA, fp32 on the CPU), bf16 or fp32. Adapters, heads and the optimizer state stay fp32.", DefaultValueFactory = _ => "auto" };
     public readonly Option<bool> Checkpointing = new("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
     public readonly Option<bool> Offload = new("--optimizer-offload") { Description = "Keep AdamW's state (and fp32 copies of the trainable weights) in CPU memory." };
     public readonly Option<string> Device = CommonOptions.Device();
@@ -82,7 +83,7 @@ internal sealed class ObjectiveOptions
                  {
                      Model, Data, Out, InitAdapter, Method, R, Alpha, Targets, LoraDropout, FeedForward, Template, MaxLength, LearningRate, WeightDecay,
                      Scheduler, WarmupSteps, WarmupRatio, Epochs, MaxSteps, BatchSize, GradAccum, MaxGradNorm, NoShuffle, GroupByLength, LoggingSteps,
-                     EvalData, EvalSteps, EvalOnStart, Overwrite, SaveSteps, SaveTotalLimit, Resume, Seed, Bf16, Checkpointing, Device, Json, Offload,
+                     EvalData, EvalSteps, EvalOnStart, Overwrite, SaveSteps, SaveTotalLimit, Resume, Seed, Bf16, DType, Checkpointing, Device, Json, Offload,
                  })
             command.Options.Add(option);
         foreach (var option in Quantize.All)
@@ -125,6 +126,11 @@ internal sealed class ObjectiveOptions
             throw new LoraException($"{ed}: file not found.");
         if (parse.GetValue(InitAdapter) is { } init && !Directory.Exists(init))
             throw new LoraException($"{init}: adapter directory not found.");
+        var dtypeText = parse.GetValue(DType)!.ToLowerInvariant();
+        if (dtypeText is not ("auto" or "bf16" or "bfloat16" or "fp32" or "float32"))
+            throw new LoraException($"--dtype '{dtypeText}' is not one of auto, bf16, fp32 (fp16 training would need loss scaling).");
+        if (parse.GetValue(Bf16) && dtypeText is "fp32" or "float32")
+            throw new LoraException("--bf16 and --dtype fp32 contradict each other; give one.");
         var outDir = parse.GetValue(Out)!;
         string? resumeFrom = null;
         if (parse.GetResult(Resume) is not null)
@@ -157,7 +163,7 @@ internal sealed class ObjectiveOptions
             SaveSteps = parse.GetValue(SaveSteps),
             SaveTotalLimit = parse.GetValue(SaveTotalLimit),
             MaxLength = parse.GetValue(MaxLength),
-            Bf16 = parse.GetValue(Bf16),
+            Bf16 = parse.GetValue(Bf16) || dtypeText is "bf16" or "bfloat16",
             GradientCheckpointing = parse.GetValue(Checkpointing),
             OptimizerOffload = parse.GetValue(Offload),
         };
@@ -173,13 +179,16 @@ internal sealed class ObjectiveOptions
     /// <summary>The chat template for conversational data, or null (ChatML).</summary>
     public PromptTemplate? ChatTemplate(ParseResult parse) => parse.GetValue(Template) is { } t ? PromptTemplate.Parse(t) : null;
 
-    /// <summary>Starts the backend on <c>--device</c> and seeds torch.</summary>
-    public torch.Device StartDevice(ParseResult parse, Request request, TextWriter stderr)
+    /// <summary>Starts the backend on <c>--device</c> and seeds torch; <c>--dtype auto</c> becomes bf16 on CUDA
+    /// (<paramref name="request"/>'s training options then say so), as for <c>lora train</c>.</summary>
+    public torch.Device StartDevice(ParseResult parse, ref Request request, TextWriter stderr)
     {
         var dev = DistributedOptions.DeviceFor(request.Training.DataParallel, parse.GetValue(Device)!,
             TorchRuntime.Initialize(parse.GetValue(Device)!, notice => stderr.WriteLine($"warning: {notice}")));
+        if (parse.GetValue(DType)!.Equals("auto", StringComparison.OrdinalIgnoreCase) && dev.type == DeviceType.CUDA && !request.Training.Bf16)
+            request = request with { Training = request.Training with { Bf16 = true } }; // bf16 by default on the GPU
         if (request.Training.Bf16 && dev.type != DeviceType.CUDA)
-            throw new LoraException($"--bf16 needs a CUDA device (this run is on {dev.type.ToString().ToLowerInvariant()}); drop --bf16 to train in fp32.");
+            stderr.WriteLine("warning: bf16 on the CPU runs libtorch's bf16 CPU kernels, several times slower than fp32 there; --dtype fp32 (the CPU default) is faster.");
         torch.manual_seed(request.Training.Seed);
         return dev;
     }

@@ -79,7 +79,7 @@ internal static class PpoCommand
                 throw new LoraException($"--num-mini-batches {options.NumMiniBatches} must divide --grad-accum {request.Training.GradientAccumulationSteps}: a mini-batch is whole micro-batches of --batch-size.");
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(request.ModelDir));
             var template = common.ChatTemplate(parse);
-            var device = common.StartDevice(parse, request, stderr);
+            var device = common.StartDevice(parse, ref request, stderr);
             var (model, config, hasCopy) = common.LoadPolicy(parse, request, device, stderr, referenceCopy: reference.WantsInitCopy(parse, common));
             using (model)
             {

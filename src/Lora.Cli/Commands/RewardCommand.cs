@@ -29,7 +29,7 @@ internal static class RewardCommand
             options.Validate();
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(request.ModelDir));
             var template = common.ChatTemplate(parse);
-            var device = common.StartDevice(parse, request, stderr);
+            var device = common.StartDevice(parse, ref request, stderr);
             var (model, config, _) = common.LoadPolicy(parse, request, device, stderr, m => RewardModel.AttachScoreHead(m), RewardModel.Configure);
             using (model)
             {

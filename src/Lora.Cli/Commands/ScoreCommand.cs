@@ -47,7 +47,7 @@ internal static class ScoreCommand
             var quantization = quantize.Read(parse, parse.GetValue(device)!);
             var dev = Backend.TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}"));
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(modelDir));
-            using var rm = RewardModel.Load(modelDir, parse.GetValue(adapter)!, dev, ModelSession.ParseDType(parse.GetValue(dtype)!), quantization, w => stderr.WriteLine($"warning: {w}"));
+            using var rm = RewardModel.Load(modelDir, parse.GetValue(adapter)!, dev, ModelSession.ParseDType(parse.GetValue(dtype)!, dev), quantization, w => stderr.WriteLine($"warning: {w}"));
             var pad = tokenizer.IsValueCreated || dataPath is null || PreferenceReader.Read(dataPath).First().Kind != PreferenceKind.Tokens
                 ? Data.Collator.PadIdOf(tokenizer.Value)
                 : rm.Config.PadTokenId ?? rm.Config.EosTokenIds.FirstOrDefault();

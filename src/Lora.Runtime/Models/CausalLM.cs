@@ -311,6 +311,15 @@ public abstract class CausalLM : nn.Module
     internal bool IsIgnorable(string key) =>
         IsKnownBuffer(key) || (Config.TieWordEmbeddings && key == "lm_head.weight");
 
+    /// <summary>
+    /// The final hidden states <c>(B, T, C)</c>, before <see cref="OutputHead"/>, or null when the architecture does not
+    /// expose them. The training loss uses them to fuse the head with the cross-entropy
+    /// (<see cref="Training.CausalLMLoss.ModelTokenSum"/>), so the logits of the whole batch never exist at once.
+    /// Like <see cref="HiddenStates"/>, this is the architecture's pass alone: an active prompt-learning adapter
+    /// (<see cref="ActivePrompt"/>) does not enter it, so the loss uses the full <see cref="Forward"/> then.
+    /// </summary>
+    public virtual Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) => null;
+
     /// <summary>Argument checks shared by the architectures' <see cref="Forward"/>.</summary>
     protected void CheckInputs(Tensor inputIds, KvCache? cache)
     {

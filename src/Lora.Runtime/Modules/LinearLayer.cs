@@ -101,6 +101,9 @@ public class LinearLayer : AdapterHost<LinearAdapter>
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Whether <see cref="forward"/> applies adapters (some are active and not merged).</summary>
+    public bool HasActiveAdapters => AdaptersApply;
+
     /// <summary>The base map alone, ignoring adapters.</summary>
     public Tensor BaseForward(Tensor x) => _base.Forward(x);
 

@@ -12,11 +12,26 @@ namespace Lora.Peft;
 public static class PeftInjector
 {
     /// <summary>Adds adapter <paramref name="adapterName"/> to every layer of <paramref name="model"/> that
-    /// <paramref name="config"/> targets; returns their paths (ordinal order).</summary>
+    /// <paramref name="config"/> targets and freezes the base model, as PEFT's <c>get_peft_model</c> does
+    /// (<c>BaseTuner.inject_adapter</c> → <c>_mark_only_adapters_as_trainable</c>, peft/tuners/tuners_utils.py): every
+    /// parameter that belongs to no adapter stops requiring grad, except what the method trains besides
+    /// (modules_to_save, LoRA's <c>bias</c> setting); adapters keep their flags. Returns the adapted paths (ordinal order).</summary>
     /// <exception cref="LoraException">The targets match no layer that can host the method (the message lists the
     /// linear layers there are), or match one that cannot (e.g. a norm).</exception>
-    public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName) =>
-        PeftMethods.For(config).Inject(model, config, adapterName);
+    public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName)
+    {
+        var method = PeftMethods.For(config);
+        var paths = method.Inject(model, config, adapterName);
+        var adapters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        var extra = method.ExtraTrainables(model, config, adapterName).Select(e => e.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var (_, parameter) in model.named_parameters())
+        {
+            if (!adapters.Contains(parameter))
+                parameter.requires_grad = extra.Contains(parameter);
+        }
+
+        return paths;
+    }
 
     /// <summary><paramref name="config"/> completed for <paramref name="model"/> by its method (family defaults, checks):
     /// what the generated injection attaches with.</summary>

@@ -16,13 +16,19 @@ internal sealed class OffloadedParameters : IDisposable
 {
     private readonly List<(Parameter Device, Parameter Host)> _pairs;
 
-    public OffloadedParameters(IEnumerable<Parameter> parameters)
+    /// <param name="parameters">The trainable parameters.</param>
+    /// <param name="host">Where the fp32 copies live: the CPU (offload, the default), or the parameters' own device
+    /// (fp32 master weights of bf16 parameters).</param>
+    public OffloadedParameters(IEnumerable<Parameter> parameters, Device? host = null)
     {
         using var noGrad = no_grad();
+        _host = host ?? CPU;
         _pairs = parameters
-            .Select(p => (p, new Parameter(p.detach().to(ScalarType.Float32, CPU, copy: true), requires_grad: true)))
+            .Select(p => (p, new Parameter(p.detach().to(ScalarType.Float32, _host, copy: true), requires_grad: true)))
             .ToList();
     }
+
+    private readonly Device _host;
 
     /// <summary>The host copy of <paramref name="device"/>.</summary>
     public Parameter HostOf(Parameter device) =>
@@ -40,7 +46,7 @@ internal sealed class OffloadedParameters : IDisposable
                 continue;
             }
 
-            using var onHost = grad.to(ScalarType.Float32, CPU, copy: true);
+            using var onHost = grad.to(ScalarType.Float32, _host, copy: true);
             if (host.grad is { } existing)
                 existing.copy_(onHost);
             else

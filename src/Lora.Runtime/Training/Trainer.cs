@@ -33,6 +33,16 @@ namespace Lora.Training;
 /// With <see cref="TrainingOptions.DataParallel"/> (W ranks under mpirun) a step reads A·W micro-batches, W at a time
 /// in parallel, and equals the single-process step over the same A·W micro-batches; rank 0 alone logs and writes
 /// (<see cref="DataParallelTraining"/>, docs/distributed.md).
+/// <para>
+/// The host never waits for the device inside a step (transformers' Trainer does the same: it reads the loss only at
+/// logging steps): the loss, the gradient norm and the metric sums stay on the device, the batch's token count is the
+/// host's, the clipping coefficient and the divergence check are device computations, and the fused AdamW takes the
+/// check's result as <c>found_inf</c>. The scalars of the steps since the last read are read in one transfer at the
+/// next step that logs, evaluates or saves (and the last); <see cref="StepCompleted"/> is raised then, once per step,
+/// in order. A non-finite loss or gradient norm still stops the run naming its step, with nothing of that step (or any
+/// after it) applied. A data-parallel step reads its loss and metric sums once to sum them over the ranks (MPI on the
+/// host); the gradients are summed where they live (NCCL on CUDA).
+/// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -56,6 +66,7 @@ public sealed class Trainer : IDisposable
     private readonly TrainingLog _log;
     private readonly DataParallel? _group;
     private TrainerState _state;
+    private Tensor? _nonFinite; // sticky device flag: a step so far had a non-finite loss or gradient norm
     private int _cachedEpoch = -1;
     private List<int[]> _epochBatches = [];
     private int _rolloutIndex = -1;
@@ -107,9 +118,10 @@ public sealed class Trainer : IDisposable
         }
         else if (options.Bf16)
         {
-            if (_device.type != DeviceType.CUDA)
-                throw new LoraException("bf16 needs a CUDA device (it is the base model's compute dtype on GPU); train in fp32 on CPU.");
-            var adapterParameters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+            // Adapters and an objective's own parameters (PPO's fp32 value head) may be fp32; the base must be bf16.
+            var adapterParameters = model.AdapterParameters().Select(p => p.Parameter)
+                .Concat((objective as IObjectiveParameters)?.Parameters.Select(p => p.Parameter) ?? [])
+                .ToHashSet(ReferenceEqualityComparer.Instance);
             if (model.parameters().Any(p => !adapterParameters.Contains(p) && p.dtype != ScalarType.BFloat16))
                 throw new LoraException("bf16: load the base model in bfloat16 (CausalLM.FromPretrained(dir, ScalarType.BFloat16, device)).");
         }
@@ -193,7 +205,8 @@ public sealed class Trainer : IDisposable
     /// <summary>A log row was written (train or eval).</summary>
     public event Action<TrainingLogEntry>? Logged;
 
-    /// <summary>An optimizer step finished.</summary>
+    /// <summary>An optimizer step finished (raised when its values are read: at the next logging, evaluation or
+    /// saving step, once per step, in order).</summary>
     public event Action<TrainingProgress>? StepCompleted;
 
     /// <summary>Information for the person running it (checkpoint written, resumed from, dataset notes).</summary>
@@ -247,56 +260,81 @@ public sealed class Trainer : IDisposable
         double lastLoss = double.NaN;
         double? lastEval = null;
         Dictionary<string, double>? metricsSinceLog = null;
+        var pending = new List<PendingStep>();
 
         _model.train();
-        while (_state.GlobalStep < TotalSteps)
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var step = _state.GlobalStep; // 0-based index of the step being made
-            var result = Step(step, lastCheckpoint);
-            var done = step + 1;
-            _state.GlobalStep = done;
-            _state.Epoch = (double)done / StepsPerEpoch;
-            (_state.SamplerEpoch, _state.SamplerBatch) = DataPosition(done);
-            lastLoss = result.Loss;
-            tokensThisRun += result.InputTokens;
-            tokensSinceLog += result.InputTokens;
-            lossSinceLog += result.Loss;
-            stepsSinceLog++;
-            foreach (var (name, value) in result.Metrics)
+            while (_state.GlobalStep < TotalSteps)
             {
-                metricsSinceLog ??= [];
-                metricsSinceLog[name] = metricsSinceLog.GetValueOrDefault(name) + value;
-            }
+                cancellationToken.ThrowIfCancellationRequested();
+                var step = _state.GlobalStep; // 0-based index of the step being made
+                var result = Step(step);
+                var done = step + 1;
+                _state.GlobalStep = done;
+                _state.Epoch = (double)done / StepsPerEpoch;
+                (_state.SamplerEpoch, _state.SamplerBatch) = DataPosition(done);
+                tokensThisRun += result.InputTokens;
+                var elapsed = clock.Elapsed;
+                var perStep = elapsed / Math.Max(1, done - firstStep);
+                result.Progress = (tokensThisRun / Math.Max(elapsed.TotalSeconds, 1e-9), _state.Epoch, elapsed, perStep * (TotalSteps - done));
+                pending.Add(result);
 
-            var elapsed = clock.Elapsed;
-            var perStep = elapsed / Math.Max(1, done - firstStep);
-            StepCompleted?.Invoke(new TrainingProgress(done, TotalSteps, result.Loss, result.LearningRate, result.GradNorm,
-                tokensThisRun / Math.Max(elapsed.TotalSeconds, 1e-9), _state.Epoch, elapsed, perStep * (TotalSteps - done)));
+                var last = done == TotalSteps;
+                var logNow = done % Options.LoggingSteps == 0 || last;
+                var evalEvery = Options.EvalSteps ?? Options.LoggingSteps;
+                var evalNow = _evalObjective is not null && ((evalEvery > 0 && done % evalEvery == 0) || last);
+                var saveNow = Options.SaveSteps > 0 && (done % Options.SaveSteps == 0 || last);
 
-            var last = done == TotalSteps;
-            if (done % Options.LoggingSteps == 0 || last)
-            {
-                _log.Write(_state, new TrainingLogEntry
+                // The step's scalars stay on the device until a step that logs, evaluates or saves: only there does
+                // the host wait for the device (one read-back for all steps since the last one).
+                if (!(logNow || evalNow || saveNow))
+                    continue;
+                foreach (var read in ReadPending(pending, lastCheckpoint))
                 {
-                    Step = done,
-                    Epoch = _state.Epoch,
-                    Loss = lossSinceLog / stepsSinceLog,
-                    LearningRate = result.LearningRate,
-                    GradNorm = result.GradNorm,
-                    TokensPerSecond = tokensSinceLog / Math.Max(sinceLog.Elapsed.TotalSeconds, 1e-9),
-                    Metrics = metricsSinceLog?.ToDictionary(m => m.Key, m => (object)(m.Value / stepsSinceLog), StringComparer.Ordinal),
-                }, Logged);
-                (lossSinceLog, stepsSinceLog, tokensSinceLog, metricsSinceLog) = (0, 0, 0, null);
-                sinceLog.Restart();
+                    lastLoss = read.Loss;
+                    tokensSinceLog += read.InputTokens;
+                    lossSinceLog += read.Loss;
+                    stepsSinceLog++;
+                    foreach (var (name, value) in read.Metrics)
+                    {
+                        metricsSinceLog ??= [];
+                        metricsSinceLog[name] = metricsSinceLog.GetValueOrDefault(name) + value;
+                    }
+
+                    StepCompleted?.Invoke(new TrainingProgress(read.Step, TotalSteps, read.Loss, read.LearningRate, read.GradNorm,
+                        read.TokensPerSecond, read.Epoch, read.Elapsed, read.Remaining));
+                }
+
+                if (logNow)
+                {
+                    var final = pending[^1];
+                    _log.Write(_state, new TrainingLogEntry
+                    {
+                        Step = done,
+                        Epoch = _state.Epoch,
+                        Loss = lossSinceLog / stepsSinceLog,
+                        LearningRate = final.LearningRate,
+                        GradNorm = final.GradNormValue,
+                        TokensPerSecond = tokensSinceLog / Math.Max(sinceLog.Elapsed.TotalSeconds, 1e-9),
+                        Metrics = metricsSinceLog?.ToDictionary(m => m.Key, m => (object)(m.Value / stepsSinceLog), StringComparer.Ordinal),
+                    }, Logged);
+                    (lossSinceLog, stepsSinceLog, tokensSinceLog, metricsSinceLog) = (0, 0, 0, null);
+                    sinceLog.Restart();
+                }
+
+                DisposeAll(pending);
+
+                if (evalNow)
+                    lastEval = EvaluateAndLog()["loss"];
+
+                if (saveNow)
+                    lastCheckpoint = SaveCheckpoint();
             }
-
-            var evalEvery = Options.EvalSteps ?? Options.LoggingSteps;
-            if (_evalObjective is not null && ((evalEvery > 0 && done % evalEvery == 0) || last))
-                lastEval = EvaluateAndLog()["loss"];
-
-            if (Options.SaveSteps > 0 && (done % Options.SaveSteps == 0 || last))
-                lastCheckpoint = SaveCheckpoint();
+        }
+        finally
+        {
+            DisposeAll(pending);
         }
 
         if (_evalObjective is not null && lastEval is null)
@@ -363,6 +401,7 @@ public sealed class Trainer : IDisposable
     {
         _optimizer.Dispose();
         _offload?.Dispose();
+        _nonFinite?.Dispose();
         GradientCheckpoint.ReleasePending();
     }
 
@@ -373,10 +412,120 @@ public sealed class Trainer : IDisposable
         return new CausalLMObjective(trainData, padTokenId, options.Packing, options.MaxLength);
     }
 
-    private sealed record StepResult(double Loss, double GradNorm, double LearningRate, long InputTokens, IReadOnlyDictionary<string, double> Metrics);
+    /// <summary>
+    /// One optimizer step's results, on the device until <see cref="ReadPending"/> reads them: the loss sum (fp64),
+    /// the gradient norm (fp32) and the metric sums; with what the host knows already.
+    /// </summary>
+    private sealed class PendingStep(int step, long normalizer, double learningRate, long inputTokens) : IDisposable
+    {
+        public int Step { get; } = step;
 
-    /// <summary>One optimizer step (0-based <paramref name="step"/>).</summary>
-    private StepResult Step(int step, string? lastCheckpoint)
+        public long Normalizer { get; } = normalizer;
+
+        public double LearningRate { get; } = learningRate;
+
+        public long InputTokens { get; } = inputTokens;
+
+        public Tensor? LossSum { get; init; }
+
+        public Tensor? GradNorm { get; init; }
+
+        public IReadOnlyDictionary<string, Tensor> MetricSums { get; init; } = new Dictionary<string, Tensor>();
+
+        /// <summary>Per-metric counts (<see cref="ObjectiveLoss.MetricCounts"/>, summed over the micro-batches): such a
+        /// metric is divided by its count instead of <see cref="Normalizer"/>.</summary>
+        public IReadOnlyDictionary<string, double> MetricCounts { get; init; } = new Dictionary<string, double>();
+
+        /// <summary>Metrics already on the host: the current rollout's (<see cref="IRolloutObjective.Rollout"/>),
+        /// logged with each of its steps as they are.</summary>
+        public IReadOnlyDictionary<string, double> HostMetrics { get; init; } = new Dictionary<string, double>();
+
+        public (double TokensPerSecond, double Epoch, TimeSpan Elapsed, TimeSpan Remaining) Progress { get; set; }
+
+        /// <summary>Read values: loss (mean over the step's normaliser), gradient norm, metrics (also divided by it).</summary>
+        public (double Loss, double GradNorm, Dictionary<string, double> Metrics) Values { get; set; } = (0, 0, []);
+
+        public double GradNormValue => Values.GradNorm;
+
+        private bool _released;
+
+        /// <summary>Frees the device scalars (once: the step's values are read, or the run ends).</summary>
+        public void Dispose()
+        {
+            if (_released)
+                return;
+            _released = true;
+            LossSum?.Dispose();
+            GradNorm?.Dispose();
+            foreach (var t in MetricSums.Values)
+                t.Dispose();
+        }
+    }
+
+    private sealed record ReadStep(int Step, double Loss, double GradNorm, double LearningRate, long InputTokens, IReadOnlyDictionary<string, double> Metrics,
+        double TokensPerSecond, double Epoch, TimeSpan Elapsed, TimeSpan Remaining);
+
+    /// <summary>
+    /// Reads the pending steps' scalars in one transfer (the only device synchronisation of the loop) and checks them
+    /// in order: the first non-finite loss or gradient norm stops the run naming that step. No update was applied from
+    /// that step on: every later optimizer step ran with the device-side <c>found_inf</c> flag set (see <see cref="Step"/>).
+    /// </summary>
+    private List<ReadStep> ReadPending(List<PendingStep> pending, string? lastCheckpoint)
+    {
+        var withValues = pending.Where(p => p.LossSum is not null).ToList();
+        double[] values = [];
+        if (withValues.Count > 0)
+        {
+            using var scope = NewDisposeScope();
+            var parts = withValues.SelectMany(p => new[] { p.LossSum!, p.GradNorm! }.Concat(p.MetricSums.Values))
+                .Select(t => t.to(ScalarType.Float64).reshape(1));
+            values = cat(parts.ToList(), 0).cpu().data<double>().ToArray();
+        }
+
+        var at = 0;
+        var read = new List<ReadStep>(pending.Count);
+        foreach (var p in pending)
+        {
+            if (p.LossSum is not null)
+            {
+                var mean = values[at++] / p.Normalizer;
+                var norm = values[at++];
+                var metrics = p.MetricSums.Keys.ToDictionary(
+                    name => name,
+                    name => values[at++] / (p.MetricCounts.TryGetValue(name, out var c) ? Math.Max(c, 1e-12) : p.Normalizer),
+                    StringComparer.Ordinal);
+                foreach (var (name, value) in p.HostMetrics)
+                    metrics[name] = value;
+                if (!double.IsFinite(mean))
+                    throw Diverged("loss", mean, p.Step, lastCheckpoint);
+                if (!double.IsFinite(norm))
+                    throw Diverged("gradient norm", norm, p.Step, lastCheckpoint);
+                p.Values = (mean, norm, metrics);
+            }
+
+            read.Add(new ReadStep(p.Step, p.Values.Loss, p.Values.GradNorm, p.LearningRate, p.InputTokens, p.Values.Metrics,
+                p.Progress.TokensPerSecond, p.Progress.Epoch, p.Progress.Elapsed, p.Progress.Remaining));
+            p.Dispose(); // its values are on the host now: the device scalars go before StepCompleted and the logging
+        }
+
+        return read;
+    }
+
+    private static void DisposeAll(List<PendingStep> pending)
+    {
+        foreach (var p in pending)
+            p.Dispose();
+        pending.Clear();
+    }
+
+    /// <summary>
+    /// One optimizer step (0-based <paramref name="step"/>), without reading anything back from the device: the loss
+    /// sums and the gradient norm stay tensors (<see cref="PendingStep"/>), the clipping coefficient is computed on
+    /// the device, and whether the step is finite too: a non-finite loss or norm sets the sticky <c>found_inf</c> flag
+    /// that the fused AdamW reads on the device, so neither this update nor any later one is applied, and the run
+    /// stops at the next read.
+    /// </summary>
+    private PendingStep Step(int step)
     {
         using var scope = NewDisposeScope();
         var units = StepUnits(step);
@@ -393,15 +542,15 @@ public sealed class Trainer : IDisposable
             var lr = Schedule.LearningRateAt(step);
             foreach (var group in _optimizer.ParamGroups)
                 group.LearningRate = lr;
-            _optimizer.zero_grad();
+            _optimizer.zero_grad(); // drops gradients: nothing to launch
             if (normalizer == 0)
             {
                 Message?.Invoke($"step {step + 1}: the accumulated batch has nothing to learn from (no target tokens); skipped.");
-                return new StepResult(0, 0, lr, inputTokens, new Dictionary<string, double>());
+                return new PendingStep(step + 1, normalizer, lr, inputTokens);
             }
 
-            double lossSum = 0;
-            var metricSums = new Dictionary<string, double>(StringComparer.Ordinal);
+            Tensor? lossSum = null;
+            var metricSums = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             var metricCounts = new Dictionary<string, double>(StringComparer.Ordinal);
             foreach (var batch in batches)
             {
@@ -409,9 +558,14 @@ public sealed class Trainer : IDisposable
                 var loss = _objective.Loss(_model, batch, _device);
                 (loss.Sum / normalizer).backward();
                 GradientCheckpoint.ReleasePending();
-                lossSum += loss.Sum.to(ScalarType.Float64).item<double>();
-                foreach (var (name, sum) in loss.MetricSums ?? new Dictionary<string, Tensor>())
-                    metricSums[name] = metricSums.GetValueOrDefault(name) + sum.to(ScalarType.Float64).item<double>();
+                var sum = loss.Sum.detach().to(ScalarType.Float64);
+                lossSum = (lossSum is null ? sum : lossSum + sum).MoveToOuterDisposeScope();
+                foreach (var (name, metric) in loss.MetricSums ?? new Dictionary<string, Tensor>())
+                {
+                    var m = metric.detach().to(ScalarType.Float64);
+                    metricSums[name] = (metricSums.TryGetValue(name, out var so) ? so + m : m).MoveToOuterDisposeScope();
+                }
+
                 foreach (var (name, metricCount) in loss.MetricCounts ?? new Dictionary<string, double>())
                     metricCounts[name] = metricCounts.GetValueOrDefault(name) + metricCount;
             }
@@ -419,23 +573,35 @@ public sealed class Trainer : IDisposable
             if (_group is not null)
             {
                 DataParallelTraining.ReduceGradients(_group, _trainable.Select(t => t.Parameter).ToList());
-                lossSum = DataParallelTraining.SumLoss(_group, lossSum, metricSums, metricCounts, someRankIdle: count < _group.WorldSize);
+                // The loss and metric sums are summed over the ranks on the host: the one read of a data-parallel step (a
+                // rank without a micro-batch at the end of an epoch contributes zeros and takes rank 0's metric names).
+                var hostMetrics = metricSums.ToDictionary(m => m.Key, m => m.Value.item<double>(), StringComparer.Ordinal);
+                var hostLoss = DataParallelTraining.SumLoss(_group, lossSum?.item<double>() ?? 0, hostMetrics, metricCounts, someRankIdle: count < _group.WorldSize);
+                lossSum = tensor(hostLoss, ScalarType.Float64, _device);
+                metricSums = hostMetrics.ToDictionary(m => m.Key, m => tensor(m.Value, ScalarType.Float64, _device), StringComparer.Ordinal);
             }
 
-            var mean = lossSum / normalizer;
-            if (!double.IsFinite(mean))
-                throw Diverged("loss", mean, step + 1, lastCheckpoint);
-            var norm = GradientClipping.ClipGlobalNorm(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
-            if (!double.IsFinite(norm))
-                throw Diverged("gradient norm", norm, step + 1, lastCheckpoint);
+            var norm = GradientClipping.ClipGlobalNormAsync(_trainable.Select(t => t.Parameter), Options.MaxGradNorm);
+            using (no_grad())
+            {
+                var bad = lossSum!.isfinite().logical_and(norm.to(lossSum.device).isfinite()).logical_not();
+                var flag = _nonFinite is null ? bad : _nonFinite.logical_or(bad);
+                _nonFinite?.Dispose();
+                _nonFinite = flag.DetachFromDisposeScope();
+            }
+
             _offload?.GradientsToHost();
-            _optimizer.step();
+            _optimizer.Step(_nonFinite.to(ScalarType.Float32));
             _offload?.ParametersToDevice();
             _optimizer.zero_grad();
-            var metrics = metricSums.ToDictionary(m => m.Key, m => m.Value / (metricCounts.TryGetValue(m.Key, out var c) ? Math.Max(c, 1e-12) : normalizer), StringComparer.Ordinal);
-            foreach (var (name, value) in _rolloutMetrics)
-                metrics[name] = value;
-            return new StepResult(mean, norm, lr, inputTokens, metrics);
+            return new PendingStep(step + 1, normalizer, lr, inputTokens)
+            {
+                LossSum = lossSum.DetachFromDisposeScope(),
+                GradNorm = norm.DetachFromDisposeScope(),
+                MetricSums = metricSums.ToDictionary(m => m.Key, m => m.Value.DetachFromDisposeScope(), StringComparer.Ordinal),
+                MetricCounts = metricCounts,
+                HostMetrics = _rolloutMetrics,
+            };
         }
         finally
         {
@@ -615,6 +781,7 @@ public sealed class Trainer : IDisposable
         group.EnsureSameOnAllRanks("training configuration", DataParallelTraining.Describe(_model, Options, _objective, _trainable,
             TotalSteps, StepsPerEpoch, resumeFrom, _state.GlobalStep, _device));
         DataParallelTraining.BroadcastParameters(group, _trainable.Select(t => t.Parameter).ToList());
+        _offload?.ParametersToHost(); // the optimizer's copies (offloaded, or fp32 masters of bf16 weights) take them too
         if (group.WorldSize > 1)
             _state.WorldSize = group.WorldSize;
     }

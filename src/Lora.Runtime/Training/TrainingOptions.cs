@@ -91,7 +91,9 @@ public sealed record TrainingOptions
     /// <summary>TRL's <c>max_length</c> (1024): the packed row length (examples are cut when they are tokenised).</summary>
     public int MaxLength { get; init; } = 1024;
 
-    /// <summary><c>bf16</c> (false): CUDA only. Base model computes in bfloat16; adapters and optimizer state stay fp32.</summary>
+    /// <summary><c>bf16</c> (false; the CLI's <c>--dtype auto</c> turns it on for CUDA): the base model is loaded in and
+    /// computes in bfloat16; adapters, fp32 master copies of bf16 trainable weights (full and top-layer modes) and the
+    /// optimizer state stay fp32. Runs on the CPU too (libtorch's bf16 CPU kernels: slow there, for tests).</summary>
     public bool Bf16 { get; init; }
 
     /// <summary><c>gradient_checkpointing</c> (false): recompute each decoder block in the backward pass.</summary>

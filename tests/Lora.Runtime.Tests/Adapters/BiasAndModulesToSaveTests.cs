@@ -21,6 +21,39 @@ public class BiasAndModulesToSaveTests
 
     private static CausalLM Base() => CausalLM.FromPretrained(Fixtures.Peft("qwen2_all_linear", "base"));
 
+    /// <summary>Injection freezes the base as get_peft_model does: a custom loop's backward reaches only the
+    /// adapters and what the config trains besides (here bias="lora_only" on the targets and modules_to_save "norm").</summary>
+    [Fact]
+    public void Inject_freezes_the_base_but_not_the_adapters_or_the_configs_extra_trainables()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Base();
+        Assert.All(model.parameters(), p => Assert.True(p.requires_grad)); // a fresh TorchSharp module trains everything
+        var config = new LoraConfig
+        {
+            R = 4, LoraAlpha = 8, InitLoraWeights = "false", Bias = LoraBias.LoraOnly,
+            TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]), ModulesToSave = ["norm"],
+        };
+        PeftInjector.Inject(model, config);
+        var expected = model.MarkTrainable(config).Select(t => t.Name).ToHashSet(); // what the trainer would train
+        using var fresh = Base();
+        PeftInjector.Inject(fresh, config);
+        var trainable = fresh.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).ToHashSet();
+        Assert.Equal(expected.Order(StringComparer.Ordinal), trainable.Order(StringComparer.Ordinal));
+        Assert.Contains("model.layers.0.self_attn.q_proj.adapters.default.lora_A.weight", trainable);
+        Assert.Contains("model.norm.weight", trainable);
+        Assert.DoesNotContain("model.layers.0.self_attn.q_proj.weight", trainable);
+        Assert.DoesNotContain("model.embed_tokens.weight", trainable);
+
+        fresh.train();
+        fresh.Forward(tensor(Ids, [1, Ids.Length])).sum().backward();
+        foreach (var (name, p) in fresh.named_parameters())
+        {
+            using var grad = p.grad;
+            Assert.True(trainable.Contains(name) == grad is not null, $"{name}: gradient {(grad is null ? "missing" : "present")}");
+        }
+    }
+
     [Fact]
     public void Lora_only_biases_and_modules_to_save_round_trip_with_peft_keys()
     {
@@ -82,8 +115,8 @@ public class BiasAndModulesToSaveTests
     {
         using var model = Base();
         var config = new LoraConfig { TargetModules = TargetModules.FromNames(["q_proj"]), ModulesToSave = ["score"] };
-        PeftInjector.Inject(model, config);
-        var e = Assert.Throws<LoraException>(() => model.MarkTrainable(config));
+        var e = Assert.Throws<LoraException>(() => PeftInjector.Inject(model, config)); // it resolves them to freeze the rest
         Assert.Contains("score", e.Message, StringComparison.Ordinal);
+        Assert.Contains("score", Assert.Throws<LoraException>(() => model.MarkTrainable(config)).Message, StringComparison.Ordinal);
     }
 }

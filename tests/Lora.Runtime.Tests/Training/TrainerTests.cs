@@ -141,6 +141,53 @@ public class TrainerTests
         Assert.Equal(Path.Combine(dir, "checkpoint-2"), TrainingCheckpoints.Latest(dir));
     }
 
+    /// <summary>
+    /// Scalars are read only at logging steps, yet a loss that turns NaN between two reads still stops the run naming
+    /// its step, and nothing of it (or of the steps after it) was applied: the device-side found_inf flag skipped them.
+    /// </summary>
+    [Fact]
+    public void A_nan_between_logging_steps_is_caught_at_the_next_read_with_nothing_applied()
+    {
+        var (model, config) = Model(dropout: 0);
+        using (model)
+        {
+            var objective = new NanAtCall(new Lora.Training.Objectives.CausalLMObjective(Data()), nanFromCall: 3, model); // step 2 = calls 3 and 4
+            var progress = new List<int>();
+            using var trainer = new Trainer(model, Options with { LoggingSteps = 4, SaveSteps = 0, EvalSteps = 0 }, Fixtures.TempDirectory(), objective, adapterConfig: config);
+            trainer.StepCompleted += p => progress.Add(p.Step);
+            var e = Assert.Throws<LoraException>(() => trainer.Train());
+            Assert.Contains("became NaN at step 2", e.Message);
+            Assert.Empty(progress); // the read at step 4 found the NaN before reporting any step
+            foreach (var (name, p) in trainer.TrainableParameters)
+                Assert.True(p.detach().equal(objective.Snapshot![name]).all().item<bool>(), $"{name} changed after step 1");
+        }
+    }
+
+    /// <summary>Delegates to an objective; from the given Loss call on the loss is NaN. Snapshots the trainable
+    /// parameters at that call (they hold step 1's update then).</summary>
+    private sealed class NanAtCall(Lora.Training.Objectives.ITrainingObjective inner, int nanFromCall, CausalLM model) : Lora.Training.Objectives.ITrainingObjective
+    {
+        private int _calls;
+
+        public Dictionary<string, Tensor>? Snapshot { get; private set; }
+
+        public IReadOnlyList<int> Lengths => inner.Lengths;
+
+        public Lora.Training.Objectives.IObjectiveBatch Collate(IReadOnlyList<int> indices) => inner.Collate(indices);
+
+        public Lora.Training.Objectives.ObjectiveLoss Loss(CausalLM m, Lora.Training.Objectives.IObjectiveBatch batch, Device device)
+        {
+            var loss = inner.Loss(m, batch, device);
+            if (++_calls < nanFromCall)
+                return loss;
+            Snapshot ??= model.named_parameters().Where(p => p.parameter.requires_grad)
+                .ToDictionary(p => p.name, p => p.parameter.detach().clone().DetachFromDisposeScope());
+            return loss with { Sum = loss.Sum * double.NaN };
+        }
+
+        public IReadOnlyDictionary<string, double> Evaluate(CausalLM m, Device device, int batchSize) => inner.Evaluate(m, device, batchSize);
+    }
+
     [Fact]
     public void Weight_decay_skips_biases_and_norm_weights()
     {
@@ -217,7 +264,7 @@ public class TrainerTests
         var dir = Fixtures.TempDirectory();
         Assert.Contains("adapters", Assert.Throws<LoraException>(() => new Trainer(model, Options, dir, data)).Message);
         Assert.Contains("not both", Assert.Throws<LoraException>(() => new Trainer(model, Options with { WarmupRatio = 0.1 }, dir, data)).Message);
-        Assert.Contains("CUDA", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Bf16 = true }, dir, data)).Message);
+        Assert.Contains("load the base model in bfloat16", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Bf16 = true }, dir, data)).Message);
         Assert.Contains("no examples", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Mode = TrainingMode.Full }, dir, [])).Message);
         var masked = data.Select(e => e with { Labels = e.Labels.Select(_ => TokenizedExample.IgnoreIndex).ToArray() }).ToList();
         Assert.Contains("fully masked", Assert.Throws<LoraException>(() => new Trainer(model, Options with { Mode = TrainingMode.Full }, dir, masked)).Message);

@@ -57,6 +57,9 @@ public class LlamaForCausalLM : CausalLM
         return Model.Forward(inputIds, attentionMask, positionIds, null); // (B, T, C)
     }
 
+    public override Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) =>
+        HiddenStates(inputIds, attentionMask, positionIds);
+
     public override nn.Module OutputHead => LmHead;
 
     public override EmbeddingLayer InputEmbedding => Model.EmbedTokens;

@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data;
 using Lora.Models;
 using TorchSharp;
@@ -53,10 +54,11 @@ public sealed class CausalLMObjective : ITrainingObjective
     public ObjectiveLoss Loss(CausalLM model, IObjectiveBatch batch, Device device)
     {
         var b = ((SftBatch)batch).Batch;
-        var logits = b.PackedMask is not null
-            ? model.Forward(b.InputIds.to(device), b.PackedMask.to(device), b.PositionIds.to(device))
-            : model.Forward(b.InputIds.to(device), b.InputTokens == b.InputIds.numel() ? null : b.AttentionMask.to(device));
-        var (sum, _) = CausalLMLoss.Sum(logits, b.Labels.to(device));
+        Tensor ToDevice(Tensor t) => HostToDevice.Copy(t, device); // pinned, non-blocking on CUDA
+        // No read-back: the normaliser is counted on the host. The head and the loss are fused where the model allows.
+        var sum = b.PackedMask is not null
+            ? CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), ToDevice(b.PackedMask), ToDevice(b.PositionIds))
+            : CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
         return new ObjectiveLoss(sum);
     }
 

@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data.Preference;
 using Lora.Models;
 using TorchSharp;
@@ -70,7 +71,7 @@ public sealed class DpoObjective : ITrainingObjective
     {
         var b = (DpoBatch)batch;
         var s = Score(model, b, device);
-        var loss = DpoLoss.PerPair(s.Chosen, s.Rejected, s.RefChosen, s.RefRejected, b.ChosenTokens.to(device), b.RejectedTokens.to(device), _options).sum();
+        var loss = DpoLoss.PerPair(s.Chosen, s.Rejected, s.RefChosen, s.RefRejected, b.ChosenTokens.CopyTo(device), b.RejectedTokens.CopyTo(device), _options).sum();
         using var noGrad = no_grad();
         return new ObjectiveLoss(loss, Metrics(s));
     }
@@ -83,7 +84,7 @@ public sealed class DpoObjective : ITrainingObjective
             using var scope = NewDisposeScope();
             using var batch = Build(chunk);
             var s = Score(model, batch, device);
-            var loss = DpoLoss.PerPair(s.Chosen, s.Rejected, s.RefChosen, s.RefRejected, batch.ChosenTokens.to(device), batch.RejectedTokens.to(device), _options);
+            var loss = DpoLoss.PerPair(s.Chosen, s.Rejected, s.RefChosen, s.RefRejected, batch.ChosenTokens.CopyTo(device), batch.RejectedTokens.CopyTo(device), _options);
             sums["loss"] = sums.GetValueOrDefault("loss") + loss.sum().to(ScalarType.Float64).item<double>();
             foreach (var (name, value) in Metrics(s))
                 sums[name] = sums.GetValueOrDefault(name) + value.to(ScalarType.Float64).item<double>();
@@ -149,14 +150,14 @@ public sealed class DpoObjective : ITrainingObjective
             batch.AttachReference(_refChosen!, _refRejected!);
         }
 
-        var ids = batch.InputIds.to(device);
-        var mask = batch.AttentionMask.to(device);
-        var logps = SequenceLogps(model.Forward(ids, mask), ids, batch.CompletionMask.to(device)); // (2B)
+        var ids = batch.InputIds.CopyTo(device);
+        var mask = batch.AttentionMask.CopyTo(device);
+        var logps = SequenceLogps(model.Forward(ids, mask), ids, batch.CompletionMask.CopyTo(device)); // (2B)
         var halves = logps.chunk(2);
         Tensor refChosen, refRejected;
         if (batch.RefChosen is not null)
         {
-            (refChosen, refRejected) = (batch.RefChosen.to(device), batch.RefRejected!.to(device));
+            (refChosen, refRejected) = (batch.RefChosen.CopyTo(device), batch.RefRejected!.CopyTo(device));
         }
         else
         {
@@ -169,9 +170,9 @@ public sealed class DpoObjective : ITrainingObjective
     private (Tensor Chosen, Tensor Rejected) ReferenceLogps(CausalLM model, DpoBatch batch, Device device)
     {
         using var noGrad = no_grad();
-        var ids = batch.InputIds.to(device);
-        var logits = _reference.Logits(model, ids, batch.AttentionMask.to(device));
-        var halves = SequenceLogps(logits, ids, batch.CompletionMask.to(device)).chunk(2);
+        var ids = batch.InputIds.CopyTo(device);
+        var logits = _reference.Logits(model, ids, batch.AttentionMask.CopyTo(device));
+        var halves = SequenceLogps(logits, ids, batch.CompletionMask.CopyTo(device)).chunk(2);
         return (halves[0], halves[1]);
     }
 

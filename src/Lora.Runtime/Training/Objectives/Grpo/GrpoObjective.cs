@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data;
 using Lora.Data.Preference;
 using Lora.Generation;
@@ -134,12 +135,12 @@ public sealed class GrpoObjective : IRolloutObjective
     {
         var b = (GrpoBatch)batch;
         var (logps, logits) = b.Layout.Logps(CompletionBatch.ForwardOf(model), device, _options.Temperature);
-        var mask = b.Layout.CompletionMask.to(device);
-        var old = b.OldLogps?.to(device) ?? logps.detach();
-        var (perToken, kl, ratio) = GrpoMath.PerTokenLoss(logps, old, b.RefLogps?.to(device), b.Advantages.to(device), _options);
+        var mask = b.Layout.CompletionMask.CopyTo(device);
+        var old = b.OldLogps?.CopyTo(device) ?? logps.detach();
+        var (perToken, kl, ratio) = GrpoMath.PerTokenLoss(logps, old, b.RefLogps?.CopyTo(device), b.Advantages.CopyTo(device), _options);
         var loss = Reduce(perToken, mask);
         using var noGrad = no_grad();
-        var advantages = b.Advantages.to(device);
+        var advantages = b.Advantages.CopyTo(device);
         var (low, high, region) = GrpoMath.Clipped(ratio.detach(), advantages, _options);
         var metrics = new Dictionary<string, Tensor>(StringComparer.Ordinal)
         {
@@ -168,8 +169,8 @@ public sealed class GrpoObjective : IRolloutObjective
             using var scope = NewDisposeScope();
             using var batch = Build(chunk);
             var (logps, _) = batch.Layout.Logps(CompletionBatch.ForwardOf(model), device, _options.Temperature);
-            var (perToken, _, _) = GrpoMath.PerTokenLoss(logps, logps, batch.RefLogps?.to(device), batch.Advantages.to(device), _options);
-            sum += Reduce(perToken, batch.Layout.CompletionMask.to(device)).to(ScalarType.Float64).item<double>();
+            var (perToken, _, _) = GrpoMath.PerTokenLoss(logps, logps, batch.RefLogps?.CopyTo(device), batch.Advantages.CopyTo(device), _options);
+            sum += Reduce(perToken, batch.Layout.CompletionMask.CopyTo(device)).to(ScalarType.Float64).item<double>();
             normalizer += batch.Normalizer;
         }
 

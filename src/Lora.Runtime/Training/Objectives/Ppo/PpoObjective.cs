@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data;
 using Lora.Data.Preference;
 using Lora.Generation;
@@ -136,13 +137,13 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
     public ObjectiveLoss Loss(CausalLM model, IObjectiveBatch batch, Device device)
     {
         var b = (PpoBatch)batch;
-        var hidden = model.HiddenStates(b.Layout.InputIds.to(device), b.Layout.AttentionMask.to(device));   // (B, P + C, H)
+        var hidden = model.HiddenStates(b.Layout.InputIds.CopyTo(device), b.Layout.AttentionMask.CopyTo(device));   // (B, P + C, H)
         var logits = b.Layout.CompletionLogits(model.LogitsOf(hidden), _options.Temperature);              // (B, C, V)
-        var newLogprobs = TokenLogProbs.Of(logits, b.Layout.CompletionIds.to(device));
+        var newLogprobs = TokenLogProbs.Of(logits, b.Layout.CompletionIds.CopyTo(device));
         var p = b.Layout.PromptWidth;
         var values = _valueHead.call(hidden[.., (p - 1)..(p - 1 + b.Layout.CompletionWidth), ..]);         // value of the state before each token
         var r = _state!.Rollout;
-        var rows = b.Rows.to(device);
+        var rows = b.Rows.CopyTo(device);
         var loss = PpoMath.Loss(newLogprobs, r.Logprobs.index_select(0, rows), r.Advantages.index_select(0, rows), values, r.Values.index_select(0, rows),
             r.Returns.index_select(0, rows), r.PaddingMask.index_select(0, rows), r.PaddingMaskP1.index_select(0, rows), _options);
         using var noGrad = no_grad();
@@ -208,9 +209,9 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
         foreach (var chunk in Enumerable.Range(0, prompts.Count).Chunk(_batchSize))
         {
             using var layout = Layout(promptIds, responses, chunk, width);
-            var ids = layout.InputIds.to(device);
-            var mask = layout.AttentionMask.to(device);
-            var targets = layout.CompletionIds.to(device);
+            var ids = layout.InputIds.CopyTo(device);
+            var mask = layout.AttentionMask.CopyTo(device);
+            var targets = layout.CompletionIds.CopyTo(device);
             var hidden = model.HiddenStates(ids, mask);
             logprobs.Add(TokenLogProbs.Of(layout.CompletionLogits(model.LogitsOf(hidden), _options.Temperature), targets));
             var p = layout.PromptWidth;

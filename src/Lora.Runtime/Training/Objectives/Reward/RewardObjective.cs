@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Data.Preference;
 using Lora.Models;
 using TorchSharp;
@@ -58,7 +59,7 @@ public sealed class RewardObjective : ITrainingObjective
     {
         var b = (PairBatch)batch;
         var (chosen, rejected) = Rewards(model, b, device);
-        var loss = RewardLoss.PerPair(chosen, rejected, b.Margin?.to(device), _options.CenterRewardsCoefficient).sum();
+        var loss = RewardLoss.PerPair(chosen, rejected, b.Margin?.CopyTo(device), _options.CenterRewardsCoefficient).sum();
         using var noGrad = no_grad();
         var c = chosen.detach();
         var r = rejected.detach();
@@ -78,7 +79,7 @@ public sealed class RewardObjective : ITrainingObjective
             using var scope = NewDisposeScope();
             using var batch = Build(chunk);
             var (c, r) = Rewards(model, batch, device);
-            loss += RewardLoss.PerPair(c, r, batch.Margin?.to(device), _options.CenterRewardsCoefficient).sum().to(ScalarType.Float64).item<double>();
+            loss += RewardLoss.PerPair(c, r, batch.Margin?.CopyTo(device), _options.CenterRewardsCoefficient).sum().to(ScalarType.Float64).item<double>();
             accuracy += c.gt(r).sum().to(ScalarType.Float64).item<double>();
             margin += (c - r).sum().to(ScalarType.Float64).item<double>();
             mean += ((c + r).sum() / 2).to(ScalarType.Float64).item<double>();
@@ -90,7 +91,7 @@ public sealed class RewardObjective : ITrainingObjective
 
     private (Tensor Chosen, Tensor Rejected) Rewards(CausalLM model, PairBatch batch, Device device)
     {
-        var rewards = RewardModel.Rewards(model, batch.InputIds.to(device), batch.AttentionMask.to(device), _padTokenId); // (2B)
+        var rewards = RewardModel.Rewards(model, batch.InputIds.CopyTo(device), batch.AttentionMask.CopyTo(device), _padTokenId); // (2B)
         var halves = rewards.chunk(2);
         return (halves[0], halves[1]);
     }

@@ -1,3 +1,4 @@
+using Lora.Backend;
 using Lora.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -90,8 +91,8 @@ internal sealed class CompletionBatch : IDisposable
     public (Tensor Logps, Tensor Logits) Logps(Func<Tensor, Tensor, Tensor> forward, Device device, double temperature)
     {
         using var scope = NewDisposeScope();
-        var logits = CompletionLogits(forward(InputIds.to(device), AttentionMask.to(device)), temperature);
-        var logps = TokenLogProbs.Of(logits, CompletionIds.to(device));
+        var logits = CompletionLogits(forward(InputIds.CopyTo(device), AttentionMask.CopyTo(device)), temperature);
+        var logps = TokenLogProbs.Of(logits, CompletionIds.CopyTo(device));
         return (logps.MoveToOuterDisposeScope(), logits.MoveToOuterDisposeScope());
     }
 
