@@ -11,7 +11,8 @@ namespace Lora.Backend;
 /// </summary>
 internal static class NativeHeap
 {
-    [DllImport("libc", EntryPoint = "malloc_trim")]
+    // glibc's soname: "libc" would probe libc.so, which is a linker script that exists only with libc6-dev.
+    [DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
     private static bool _unavailable;
