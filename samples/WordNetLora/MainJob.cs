@@ -25,9 +25,9 @@ public sealed record JobOptions
 
     public string Device { get; init; } = "auto";
 
-    public int MaxSteps { get; init; } = 300;
+    public int MaxSteps { get; init; } = 150;
 
-    public double LearningRate { get; init; } = 2e-3;
+    public double LearningRate { get; init; } = 3e-3;
 
     public int BatchSize { get; init; } = 16;
 
