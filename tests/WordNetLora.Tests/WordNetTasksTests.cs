@@ -87,7 +87,7 @@ public class WordNetTasksTests
         var wordNet = WordNetFixture.Load();
         var antonyms = WordNetTasks.AntonymPairs(wordNet, 10);
         var hypernyms = WordNetTasks.HypernymFacts(wordNet, 10);
-        var all = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList();
+        var all = WordNetTasks.AllFacts(antonyms, hypernyms).ToList();
         // Openings completed, as KnowledgeProbe would count them: cheap→expensive known, its reverse not at all.
         var known = all.Select((f, i) => (f, n: i % 3)).ToDictionary(x => x.f, x => x.n);
         known[antonyms.Single(p => p.AtoB.Word == "cheap").AtoB] = 5;

@@ -80,7 +80,7 @@ internal static class DataCommands
             var wn = WordNet.Load(parse.GetValue(wordnet)!);
             var antonyms = WordNetTasks.AntonymPairs(wn, defaults.AntonymPairs);
             var hypernyms = WordNetTasks.HypernymFacts(wn, defaults.Hypernyms);
-            var facts = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList();
+            var facts = WordNetTasks.AllFacts(antonyms, hypernyms).ToList();
             var modelDir = parse.GetValue(model)!;
             using var m = Lora.Models.CausalLM.FromPretrained(modelDir);
             var hits = KnowledgeProbe.Probe(m, Lora.Tokenization.HfTokenizer.Load(modelDir), facts);

@@ -160,6 +160,10 @@ public static partial class WordNetTasks
         return facts;
     }
 
+    /// <summary>Every fact once: both directions of each antonym pair, then the hypernyms.</summary>
+    public static IEnumerable<Fact> AllFacts(IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, IReadOnlyList<Fact> hypernyms) =>
+        antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms);
+
     /// <summary>
     /// Groups the questions by answer, joining the two answers of an antonym pair, and holds out whole groups until
     /// each relation has <paramref name="perRelation"/> held-out questions; groups with more than two questions stay
@@ -167,7 +171,7 @@ public static partial class WordNetTasks
     /// </summary>
     public static (IReadOnlyList<Fact> Train, IReadOnlyList<Fact> HeldOut) Split(
         IReadOnlyList<(Fact AtoB, Fact BtoA)> antonyms, IReadOnlyList<Fact> hypernyms, int perRelation, int seed) =>
-        Split(antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).ToList(), antonyms, _ => true, perRelation, seed);
+        Split(AllFacts(antonyms, hypernyms).ToList(), antonyms, _ => true, perRelation, seed);
 
     /// <summary>
     /// The split of the embedded data: only facts the pretrained base knows. Facts completed from at least
@@ -181,7 +185,7 @@ public static partial class WordNetTasks
         if (trainMinimum < 1 || heldOutMinimum < trainMinimum)
             throw new Lora.LoraException($"known-fact split: need 1 <= train minimum ({trainMinimum}) <= held-out minimum ({heldOutMinimum}).");
         int Known(Fact f) => openingsKnown.TryGetValue(f, out var n) ? n : 0;
-        var pool = antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms).Where(f => Known(f) >= trainMinimum).ToList();
+        var pool = AllFacts(antonyms, hypernyms).Where(f => Known(f) >= trainMinimum).ToList();
         return Split(pool, antonyms, f => Known(f) >= heldOutMinimum, perRelation, seed);
     }
 
@@ -253,7 +257,7 @@ public static partial class WordNetTasks
         }
 
         var defined = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var fact in antonyms.SelectMany(p => new[] { p.AtoB, p.BtoA }).Concat(hypernyms))
+        foreach (var fact in AllFacts(antonyms, hypernyms))
         {
             if (fact.Definition.Length > 0 && defined.Add(fact.Word))
                 lines.Add($"The word {fact.Word} means {fact.Definition}.");
