@@ -27,6 +27,10 @@ internal static class TrainThroughput
         var device = s.Device;
         var optimizerKind = s.Text("--optimizer") ?? "fused";
         var lossKind = s.Text("--loss") ?? "fused"; // fused: head + cross-entropy chunked (CausalLMLoss.ModelTokenSum); logits: the whole batch's logits
+        var kernels = s.Text("--kernels") ?? "fused"; // fused: Kernels/ autograd functions, GQA attention, folded LoRA; composite: op by op
+        if (kernels is not ("fused" or "composite"))
+            throw new ArgumentException($"--kernels {kernels}: expected fused or composite.");
+        Kernels.FusedKernels.Enabled = kernels == "fused";
         manual_seed(0);
         using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
         model.InitializeWeights();
@@ -95,7 +99,7 @@ internal static class TrainThroughput
             ["dtype"] = s.DType.ToString(),
             ["layers"] = s.Layers, ["hidden"] = s.Hidden, ["inter"] = s.Inter, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads,
             ["vocab"] = s.Vocab, ["seq"] = s.Seq, ["batch"] = s.Batch, ["r"] = s.R, ["alpha"] = s.Alpha, ["targets"] = s.Targets,
-            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind,
+            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind, ["kernels"] = kernels,
             ["threads"] = get_num_threads(),
             ["n_matmul"] = nMatmul,
             ["trainable"] = trainable.Sum(p => p.numel()),

@@ -1,3 +1,4 @@
+using Lora.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,6 +16,23 @@ internal static class Attention
         mask is null
             ? nn.functional.scaled_dot_product_attention(q, k, v, null, dropout, true)
             : nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout, false);
+
+    /// <summary>
+    /// <see cref="ScaledDotProduct"/> with grouped-query attention: k/v <c>(B, H_kv, Tk, d)</c> with H a multiple of
+    /// H_kv. The kernel shares each key/value head with its group of query heads (<c>enable_gqa</c>, through
+    /// <see cref="AtenScript.Attention"/>), so K and V are not copied to every head — nor their gradients summed back —
+    /// as with <see cref="RepeatKv"/>, which the composite path (<see cref="FusedKernels.Enabled"/> off) still uses.
+    /// </summary>
+    public static Tensor GroupedQuery(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout = 0.0)
+    {
+        var repeats = q.shape[1] / k.shape[1];
+        if (repeats == 1)
+            return ScaledDotProduct(q, k, v, mask, dropout);
+        if (FusedKernels.Enabled)
+            return AtenScript.Attention(q, k, v, mask, dropout, mask is null);
+        using var scope = NewDisposeScope();
+        return ScaledDotProduct(q, RepeatKv(k, repeats), RepeatKv(v, repeats), mask, dropout).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Grouped-query attention: <c>(B, n_kv, T, d) → (B, n_kv·rep, T, d)</c>, each kv head repeated
     /// <paramref name="repeats"/> times in place (head h reads kv head h / rep), like transformers' <c>repeat_kv</c>.</summary>

@@ -1,3 +1,4 @@
+using Lora.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,13 +41,17 @@ public sealed class RotaryEmbedding
         return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates <paramref name="x"/> <c>(B, H, T, d)</c> by cos/sin <c>(B, T, d)</c>.</summary>
+    /// <summary>Rotates <paramref name="x"/> <c>(B, H, T, d)</c> by cos/sin <c>(B, T, d)</c>. Under autograd, one
+    /// function whose backward applies the transposed rotation in one pass (<see cref="RotaryFunction"/>).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
         var c = cos.unsqueeze(1); // (B, 1, T, d), broadcast over heads
         var s = sin.unsqueeze(1);
-        return (x * c + RotateHalf(x) * s).MoveToOuterDisposeScope();
+        var y = FusedKernels.Enabled && is_grad_enabled() && x.requires_grad && !c.requires_grad && !s.requires_grad
+            ? RotaryFunction.Apply(x, c, s)
+            : RotaryFunction.Composite(x, c, s);
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary><c>[x1, x2] → [-x2, x1]</c> over the last dimension.</summary>

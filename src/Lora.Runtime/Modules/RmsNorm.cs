@@ -1,3 +1,4 @@
+using Lora.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -26,12 +27,14 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public double Eps { get; }
 
     /// <summary><c>x (…, dim) → (…, dim)</c>.</summary>
+    /// <remarks>Under autograd this is one function that keeps only the input and the fp32 reciprocal RMS for the
+    /// backward pass (<see cref="RmsNormFunction"/>); the values are those of the composite ops.</remarks>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var x32 = x.to(ScalarType.Float32);
-        var variance = x32.pow(2).mean([-1], keepdim: true);
-        var normed = (x32 * (variance + Eps).rsqrt()).to(x.dtype);
-        return (Weight * normed).MoveToOuterDisposeScope();
+        var y = FusedKernels.Enabled && is_grad_enabled() && (x.requires_grad || Weight.requires_grad)
+            ? RmsNormFunction.Apply(x, Weight, Eps)
+            : RmsNormFunction.Composite(x, Weight, Eps, out _);
+        return y.MoveToOuterDisposeScope();
     }
 }

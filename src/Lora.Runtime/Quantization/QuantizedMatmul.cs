@@ -81,7 +81,7 @@ public static class QuantizedMatmul
                 using var dense = weight.Dequantize().to(gradOutput.dtype);
                 gradInput = gradOutput.matmul(dense).DetachFromDisposeScope();
                 if ((bool)ctx.get_data("bias"))
-                    gradBias = gradOutput.reshape(-1, gradOutput.shape[^1]).sum(0).DetachFromDisposeScope();
+                    gradBias = gradOutput.reshape(-1, gradOutput.shape[^1]).sum(dim: 0).DetachFromDisposeScope(); // dim: a bare 0 binds to sum(ScalarType)
             }
 
             gradOutput.Dispose();
@@ -110,7 +110,7 @@ public static class QuantizedMatmul
         {
             var weight = (Int8Weight)ctx.get_data(WeightKey);
             var gradInput = weight.InputGradient(gradOutput, (ScalarType)ctx.get_data("dtype"));
-            Tensor? gradBias = (bool)ctx.get_data("bias") ? gradOutput.sum(0) : null;
+            Tensor? gradBias = (bool)ctx.get_data("bias") ? gradOutput.sum(dim: 0) : null; // dim: a bare 0 binds to sum(ScalarType)
             gradOutput.Dispose();
             return [PendingGradients.Hold(gradInput), gradBias is null ? null! : PendingGradients.Hold(gradBias), null!, null!];
         }

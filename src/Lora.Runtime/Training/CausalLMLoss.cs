@@ -140,11 +140,14 @@ public static class CausalLMLoss
                 var length = Math.Min(state.ChunkTokens, n - start);
                 var hc = h.narrow(0, start, length);
                 var yc = state.Labels.narrow(0, start, length);
-                var logits = nn.functional.linear(hc, state.Weight, state.Bias).to(ScalarType.Float32); // (L, V)
-                total.add_(nn.functional.cross_entropy(logits, yc, ignore_index: Data.TokenizedExample.IgnoreIndex, reduction: nn.Reduction.Sum));
-                var valid = yc.ne(Data.TokenizedExample.IgnoreIndex).unsqueeze(1);                     // (L, 1)
-                var grad = logits.softmax(-1);
-                grad.scatter_add_(1, yc.clamp_min(0).unsqueeze(1), valid.to(ScalarType.Float32).neg());
+                // One log-softmax serves the loss and the gradient: −Σ log p(label) over the valid labels is
+                // cross_entropy(…, ignore_index, reduction="sum"), and exp(log p) is the softmax, taken in place.
+                var logp = nn.functional.linear(hc, state.Weight, state.Bias).to(ScalarType.Float32).log_softmax(-1); // (L, V)
+                var valid = yc.ne(Data.TokenizedExample.IgnoreIndex).unsqueeze(1);                                // (L, 1)
+                var labelIndex = yc.clamp_min(0).unsqueeze(1);
+                total.sub_(logp.gather(1, labelIndex).mul_(valid).sum());
+                var grad = logp.exp_();
+                grad.scatter_add_(1, labelIndex, valid.to(ScalarType.Float32).neg());
                 grad.mul_(valid);
                 gradHidden.narrow(0, start, length).copy_(grad.to(h.dtype).matmul(state.Weight));  // (L, V)·(V, C)
             }

@@ -116,6 +116,26 @@ public class QuantizedModelTests
         Assert.All(layer.named_buffers(), b => Assert.False(b.buffer.requires_grad));
     }
 
+    [Theory]
+    [InlineData("nf4")]
+    [InlineData("int8")]
+    public void A_trainable_bias_of_a_quantized_base_gets_the_summed_upstream_gradient(string kind)
+    {
+        // (PEFT's bias="all" trains base biases; a bare .sum(0) once bound to sum(ScalarType) and returned a scalar.)
+        using var scope = NewDisposeScope();
+        var w = randn([48, 64], generator: new Generator(5)) * 0.1;
+        var bias = new TorchSharp.Modules.Parameter(randn([48], generator: new Generator(6)), requires_grad: true);
+        LinearBase linear = kind == "nf4"
+            ? new FourBitLinear(FourBitWeight.Quantize(w, QuantizationType.Nf4), bias, ScalarType.Float32)
+            : new Int8Linear(Int8Weight.Quantize(w), bias, 6.0);
+        var layer = new LinearLayer(linear);
+        var upstream = randn([3, 5, 48], generator: new Generator(8));
+        layer.forward(randn([3, 5, 64], generator: new Generator(7)).requires_grad_(true)).backward([upstream]);
+        GradientCheckpoint.ReleasePending();
+        Assert.Equal([48], bias.grad!.shape);
+        Assert.True(bias.grad.allclose(upstream.reshape(-1, 48).sum(dim: 0), 1e-5, 1e-5), "dL/db = Σ upstream");
+    }
+
     [Fact]
     public void Qlora_trains_like_lora_and_its_adapter_is_saved_in_peft_format()
     {

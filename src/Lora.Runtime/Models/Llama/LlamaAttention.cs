@@ -7,7 +7,7 @@ namespace Lora.Models;
 
 /// <summary>
 /// Multi-head self-attention with rotary embeddings and grouped-query attention: q <c>(B, H, T, d)</c>,
-/// k/v <c>(B, H_kv, T, d)</c> (repeated to H heads after caching), <c>o_proj</c> back to <c>(B, T, C)</c>.
+/// k/v <c>(B, H_kv, T, d)</c> (each shared by H/H_kv query heads inside the attention kernel), <c>o_proj</c> back to <c>(B, T, C)</c>.
 /// </summary>
 public sealed class LlamaAttention : nn.Module
 {
@@ -54,6 +54,7 @@ public sealed class LlamaAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         var (b, t) = (x.shape[0], x.shape[1]);
+        using var shared = SharedAdapterInput.Begin(x);                          // q, k and v read the same x
         var q = QProj.call(x).view(b, t, NumHeads, HeadDim).transpose(1, 2);   // (B, H, T, d)
         var k = KProj.call(x).view(b, t, NumKvHeads, HeadDim).transpose(1, 2); // (B, H_kv, T, d)
         var v = VProj.call(x).view(b, t, NumKvHeads, HeadDim).transpose(1, 2); // (B, H_kv, T, d)
@@ -68,8 +69,7 @@ public sealed class LlamaAttention : nn.Module
                 "sliding-window attention is not implemented, so sequences are limited to the window.");
         }
 
-        var repeats = NumHeads / NumKvHeads;
-        var y = Attention.ScaledDotProduct(q, Attention.RepeatKv(k, repeats), Attention.RepeatKv(v, repeats), mask); // (B, H, T, d)
+        var y = Attention.GroupedQuery(q, k, v, mask);                           // (B, H, T, d), k/v heads shared by groups
         y = y.transpose(1, 2).reshape(b, t, NumHeads * HeadDim);               // (B, T, H·d)
         return OProj.call(y).MoveToOuterDisposeScope();                          // (B, T, C)
     }

@@ -1,3 +1,4 @@
+using Lora.Kernels;
 using Lora.Modules;
 using TorchSharp;
 using TorchSharp.Utils;
@@ -30,7 +31,12 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = nn.functional.silu(GateProj.call(x)) * UpProj.call(x); // (B, T, I)
+        using var shared = SharedAdapterInput.Begin(x);                 // gate and up read the same x
+        var gate = GateProj.call(x);                                    // (B, T, I)
+        var up = UpProj.call(x);
+        var h = FusedKernels.Enabled && is_grad_enabled() && (gate.requires_grad || up.requires_grad) && gate.dtype == up.dtype
+            ? SwiGluFunction.Apply(gate, up)                            // keeps gate and up, not silu(gate)
+            : nn.functional.silu(gate) * up;
         return DownProj.call(h).MoveToOuterDisposeScope();             // (B, T, C)
     }
 }

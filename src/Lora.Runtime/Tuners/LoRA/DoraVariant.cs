@@ -1,3 +1,4 @@
+using Lora.Modules;
 using Lora.Modules.Bases;
 using Lora.Peft;
 using TorchSharp;
@@ -44,7 +45,7 @@ public sealed class DoraVariant : IDisposable
     internal Tensor Forward(LoraAdapter adapter, LinearBase layer, Tensor x, Tensor y)
     {
         using var scope = NewDisposeScope();
-        var dropped = adapter.Dropout(x.to(adapter.DType));
+        var dropped = adapter.Dropout(SharedAdapterInput.Cast(x, adapter.DType));
         var loraOut = adapter.LoraB.call(adapter.LoraA.call(dropped)) * adapter.Scaling;
         var baseWithoutBias = adapter.DropoutP > 0 && adapter.training
             ? layer.ForwardWithoutBias(dropped.to(layer.DType))

@@ -1,3 +1,5 @@
+using Lora.Kernels;
+using Lora.Modules;
 using Lora.Modules.Bases;
 using Lora.Peft;
 using TorchSharp;
@@ -107,7 +109,26 @@ public sealed class LoraAdapter : LinearAdapter
     public Tensor Delta(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return (LoraB.call(LoraA.call(Dropout(x.dtype == DType ? x : x.to(DType)))) * Scaling).MoveToOuterDisposeScope();
+        return (LoraB.call(LoraA.call(Dropout(SharedAdapterInput.Cast(x, DType)))) * Scaling).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <c>y + B(A(dropout(x)))·s</c> as PEFT's <c>lora.Linear.forward</c> computes it (<c>result = result +
+    /// lora_B(lora_A(dropout(x))) * scaling</c> in the adapter's dtype, then <c>result.to(torch_result_dtype)</c>), with
+    /// the scaling and the sum folded into one matrix multiply-accumulate (<c>addmm(y, A x, Bᵀ, α = s)</c>): no
+    /// separate Δy, scaled Δy or cast Δy of the output's size, forward or backward. The input is cast once per block
+    /// (<see cref="SharedAdapterInput"/>). A lora_B bias takes the plain path.
+    /// </summary>
+    private Tensor AddScaledDelta(Tensor x, Tensor y)
+    {
+        if (!FusedKernels.Enabled || LoraB.bias is not null)
+            return y + Delta(x).to(y.dtype);
+        using var scope = NewDisposeScope();
+        var xa = LoraA.call(Dropout(SharedAdapterInput.Cast(x, DType)));   // (…, r)
+        var accumulator = y.dtype == DType ? y : y.to(DType);               // (…, out)
+        var sum = addmm(accumulator.reshape(-1, accumulator.shape[^1]), xa.reshape(-1, Rank), LoraB.weight!.t(), 1, (float)Scaling);
+        var result = sum.view(y.shape);
+        return (result.dtype == y.dtype ? result : result.to(y.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The adapter's dropout on an input already in its dtype.</summary>
@@ -123,7 +144,7 @@ public sealed class LoraAdapter : LinearAdapter
     public override string MethodName => "LoRA";
 
     public override Tensor AdaptOutput(LinearBase layer, Tensor x, Tensor y) =>
-        Variant is { } variant ? variant.Forward(this, layer, x, y) : y + Delta(x).to(y.dtype);
+        Variant is { } variant ? variant.Forward(this, layer, x, y) : AddScaledDelta(x, y);
 
     /// <summary>W ← W + ΔW (DoRA: see <see cref="DoraVariant"/>); a lora_B bias goes into the bias.</summary>
     public override void Merge(LinearBase layer, bool safe)
