@@ -34,6 +34,27 @@ internal static class Attention
         return ScaledDotProduct(q, RepeatKv(k, repeats), RepeatKv(v, repeats), mask, dropout).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Causal attention within each packed example (<see cref="PackedSegments"/>): q <c>(B, H, T, d)</c>, k/v
+    /// <c>(B, H_kv, T, d)</c> → <c>(B, H, T, d)</c>, one unmasked causal <see cref="GroupedQuery"/> per segment, so
+    /// no example sees another and no <c>(B, 1, T, T)</c> mask exists (transformers' padding-free flash-attention path
+    /// runs one varlen kernel over the same segments).
+    /// </summary>
+    public static Tensor PerSegment(Tensor q, Tensor k, Tensor v, PackedSegments segments)
+    {
+        using var scope = NewDisposeScope();
+        var rows = new Tensor[segments.Rows.Length];
+        for (var b = 0; b < rows.Length; b++)
+        {
+            var parts = segments.Rows[b]
+                .Select(s => GroupedQuery(q.narrow(0, b, 1).narrow(2, s.Start, s.Length), k.narrow(0, b, 1).narrow(2, s.Start, s.Length), v.narrow(0, b, 1).narrow(2, s.Start, s.Length), null))
+                .ToList();
+            rows[b] = parts.Count == 1 ? parts[0] : cat(parts, 2);
+        }
+
+        return cat(rows, 0).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Grouped-query attention: <c>(B, n_kv, T, d) → (B, n_kv·rep, T, d)</c>, each kv head repeated
     /// <paramref name="repeats"/> times in place (head h reads kv head h / rep), like transformers' <c>repeat_kv</c>.</summary>
     public static Tensor RepeatKv(Tensor x, long repeats) => repeats == 1 ? x.alias() : x.repeat_interleave(repeats, dim: 1);

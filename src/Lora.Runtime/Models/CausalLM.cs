@@ -27,6 +27,10 @@ public abstract class CausalLM : nn.Module
     /// <summary>The parsed <c>config.json</c>.</summary>
     public abstract ModelConfig Config { get; }
 
+    /// <summary>Whether the architecture runs padding-free packed batches (<see cref="PackedSegments"/>: examples found
+    /// from host position ids, attention within each, no mask); the others take the dense block-diagonal mask.</summary>
+    public virtual bool SupportsPaddingFree => false;
+
     /// <summary>
     /// Logits <c>(B, T, vocab)</c> for <paramref name="inputIds"/> <c>(B, T)</c> (int64).
     /// <paramref name="attentionMask"/> <c>(B, T_past + T)</c> of 1 (attend) / 0 (padding), as in transformers;
@@ -35,6 +39,8 @@ public abstract class CausalLM : nn.Module
     /// <paramref name="positionIds"/> <c>(B, T)</c>; null means derived from the mask
     /// (<c>cumsum(mask) - 1</c>, so left padding keeps real tokens at positions 0, 1, ...) or <c>T_past + arange(T)</c>.
     /// With <paramref name="cache"/>, attends over the cached positions too and appends the new ones.
+    /// Where <see cref="SupportsPaddingFree"/>: with no mask and no cache, position ids held on the host that restart
+    /// within a row mark packed examples, and attention stays within each (<see cref="PackedSegments"/>).
     /// <para>
     /// With an active prompt-learning adapter (prompt tuning, P-tuning, prefix tuning: <see cref="ActivePrompt"/>) the
     /// adapter enters the pass first, as PEFT's <c>PeftModelForCausalLM.forward</c> wraps a transformers model: its

@@ -49,8 +49,9 @@ public sealed class LlamaAttention : nn.Module
     public int? SlidingWindow { get; }
 
     /// <summary><c>x (B, T, C)</c>, cos/sin <c>(B, T, d)</c>, mask <c>(B, 1, T, T_past + T)</c> or null (causal)
-    /// → <c>(B, T, C)</c>; appends this step's keys/values to <paramref name="cache"/>.</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
+    /// → <c>(B, T, C)</c>; appends this step's keys/values to <paramref name="cache"/>. With
+    /// <paramref name="segments"/> (padding-free packing; no mask, no cache) attention stays within each example.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
         var (b, t) = (x.shape[0], x.shape[1]);
@@ -69,7 +70,9 @@ public sealed class LlamaAttention : nn.Module
                 "sliding-window attention is not implemented, so sequences are limited to the window.");
         }
 
-        var y = Attention.GroupedQuery(q, k, v, mask);                           // (B, H, T, d), k/v heads shared by groups
+        var y = segments is null
+            ? Attention.GroupedQuery(q, k, v, mask)                              // (B, H, T, d), k/v heads shared by groups
+            : Attention.PerSegment(q, k, v, segments);
         y = y.transpose(1, 2).reshape(b, t, NumHeads * HeadDim);               // (B, T, H·d)
         return OProj.call(y).MoveToOuterDisposeScope();                          // (B, T, C)
     }

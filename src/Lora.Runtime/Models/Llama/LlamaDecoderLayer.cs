@@ -42,10 +42,10 @@ public sealed class LlamaDecoderLayer : nn.Module
     }
 
     /// <summary><c>(B, T, C) → (B, T, C)</c>.</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, PackedSegments? segments = null)
     {
         using var scope = NewDisposeScope();
-        var h = AttentionAdapters.Forward(SelfAttn.Forward(InputLayernorm.call(x), cos, sin, mask, cache), x); // x + attn
+        var h = AttentionAdapters.Forward(SelfAttn.Forward(InputLayernorm.call(x), cos, sin, mask, cache, segments), x); // x + attn
         return OutputAdapters.Forward(Mlp.call(PostAttentionLayernorm.call(h)), h).MoveToOuterDisposeScope();  // h + mlp
     }
 }

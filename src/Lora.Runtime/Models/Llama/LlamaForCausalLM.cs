@@ -60,6 +60,9 @@ public class LlamaForCausalLM : CausalLM
     public override Tensor? ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null) =>
         HiddenStates(inputIds, attentionMask, positionIds);
 
+    /// <summary>Llama, Mistral and Qwen2 run packed batches padding-free (<see cref="PackedSegments"/>).</summary>
+    public override bool SupportsPaddingFree => true;
+
     public override nn.Module OutputHead => LmHead;
 
     public override EmbeddingLayer InputEmbedding => Model.EmbedTokens;

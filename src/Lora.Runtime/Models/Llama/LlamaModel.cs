@@ -48,6 +48,8 @@ public sealed class LlamaModel : nn.Module
         var x = Embed(EmbedTokens, inputIds, inputsEmbeds, device);                            // (B, T, C)
         var (b, t) = (x.shape[0], x.shape[1]);
         var past = cache?.Length ?? 0;
+        // Padding-free packing: no mask, no cache, and host position ids that restart per example.
+        var segments = attentionMask is null && cache is null && positionIds is not null ? PackedSegments.FromPositionIds(positionIds) : null;
         positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
         var (cos, sin) = Rotary.Compute(positionIds, x.dtype);                                // (B, T, d)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                     // (B, 1, T, T_past + T) or null
@@ -55,8 +57,8 @@ public sealed class LlamaModel : nn.Module
         foreach (var layer in Layers)
         {
             x = checkpoint
-                ? Training.GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0]!, c[1]!, c[2], null), x, cos, sin, mask)
-                : layer.Forward(x, cos, sin, mask, cache);
+                ? Training.GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0]!, c[1]!, c[2], null, segments), x, cos, sin, mask)
+                : layer.Forward(x, cos, sin, mask, cache, segments);
         }
         return Norm.call(x).MoveToOuterDisposeScope();
     }

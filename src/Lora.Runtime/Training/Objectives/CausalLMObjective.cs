@@ -32,7 +32,7 @@ public sealed class CausalLMObjective : ITrainingObjective
             throw new LoraException($"the {role} data has no examples.");
         if (examples.All(e => e.PredictedTokens == 0))
             throw new LoraException($"every {role} example is fully masked (no label other than -100 after the shift): nothing to learn from.");
-        _collator = new Collator(padTokenId, packedMask: true);
+        _collator = new Collator(padTokenId, packedMask: false); // packed rows: see Loss
         if (packing)
         {
             _packed = Packer.Pack(examples, maxLength).ToList();
@@ -56,9 +56,15 @@ public sealed class CausalLMObjective : ITrainingObjective
         var b = ((SftBatch)batch).Batch;
         Tensor ToDevice(Tensor t) => HostToDevice.Copy(t, device); // pinned, non-blocking on CUDA
         // No read-back: the normaliser is counted on the host. The head and the loss are fused where the model allows.
-        var sum = b.PackedMask is not null
-            ? CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), ToDevice(b.PackedMask), ToDevice(b.PositionIds))
-            : CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
+        // Packed rows run padding-free where the architecture can (no mask; the position ids stay on the host, where
+        // the model reads the example boundaries from them), otherwise with the block-diagonal mask, built on the device.
+        Tensor sum;
+        if (b.SegmentIds is null)
+            sum = CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), b.InputTokens == b.InputIds.numel() ? null : ToDevice(b.AttentionMask));
+        else if (model.SupportsPaddingFree && model.ActivePrompt is null)
+            sum = CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), null, b.PositionIds);
+        else
+            sum = CausalLMLoss.ModelTokenSum(model, ToDevice(b.InputIds), ToDevice(b.Labels), PackedAttentionMask.FromSegments(ToDevice(b.SegmentIds)), ToDevice(b.PositionIds));
         return new ObjectiveLoss(sum);
     }
 
