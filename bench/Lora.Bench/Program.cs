@@ -19,7 +19,7 @@ static int Usage()
         usage: Lora.Bench COMMAND [options]   (docs/benchmarks.md)
           train-throughput  [--layers N --hidden N --inter N --heads N --kv-heads N --vocab N --seq N --batch N --r N --alpha N
                              --targets LIST --gradient-checkpointing --warmup N --steps N --dtype auto|fp32|bf16|fp16
-                             --optimizer fused|torchsharp --loss fused|logits --kernels fused|composite --device D --threads N --json]       (flags of ../shared/gpu/peft_bench.py)
+                             --optimizer fused|torchsharp --loss fused|logits --kernels fused|composite --pack K --pack-attention free|mask --device D --threads N --json]       (flags of ../shared/gpu/peft_bench.py)
           generate          [--layers N --hidden N --inter N --heads N --kv-heads N --vocab N --batch N --prompt N --new N
                              --dtype auto|fp32|bf16|fp16 --device D --threads N --json] (flags of ../shared/gpu/generate_bench.py)
           optimizer-step    [shape flags, --r 8 --targets LIST --rounds N]: TorchSharp AdamW + clipping vs the fused ones

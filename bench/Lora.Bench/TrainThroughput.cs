@@ -31,6 +31,12 @@ internal static class TrainThroughput
         if (kernels is not ("fused" or "composite"))
             throw new ArgumentException($"--kernels {kernels}: expected fused or composite.");
         Kernels.FusedKernels.Enabled = kernels == "fused";
+        // --pack K: each row holds K examples of seq/K tokens (positions restart), attended padding-free (the trainer's
+        // path for Llama) or, with --pack-attention mask, through the block-diagonal (B, 1, T, T) mask built on the device.
+        var pack = s.Int("--pack", 1);
+        var packAttention = s.Text("--pack-attention") ?? "free";
+        if (pack < 1 || s.Seq % pack != 0 || packAttention is not ("free" or "mask"))
+            throw new ArgumentException($"--pack {pack} --pack-attention {packAttention}: expected K dividing --seq and free or mask.");
         manual_seed(0);
         using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
         model.InitializeWeights();
@@ -47,6 +53,10 @@ internal static class TrainThroughput
             _ => throw new ArgumentException($"--optimizer {optimizerKind}: expected fused or torchsharp."),
         };
         using var ids = randint(0, s.Vocab, [s.Batch, s.Seq], dtype: ScalarType.Int64, device: device);
+        var exampleLength = s.Seq / pack;
+        using var positions = pack == 1 ? null : arange(s.Seq).remainder(exampleLength).unsqueeze(0).expand(s.Batch, s.Seq).contiguous(); // host
+        using var packedMask = pack == 1 || packAttention == "free" ? null
+            : Data.PackedAttentionMask.FromSegments(arange(s.Seq).div(exampleLength, rounding_mode: RoundingMode.floor).unsqueeze(0).expand(s.Batch, s.Seq).to(device));
         using var ceiling = new MatmulCeiling(device, s.DType);
         var memory = new PeakMemory(device);
 
@@ -54,7 +64,9 @@ internal static class TrainThroughput
         {
             using var scope = NewDisposeScope();
             // As the trainer: no read-back inside the step (the token count is known on the host).
-            var sum = lossKind == "fused" ? CausalLMLoss.ModelTokenSum(model, ids, ids) : CausalLMLoss.TokenSum(model.Forward(ids), ids);
+            var sum = lossKind == "fused"
+                ? CausalLMLoss.ModelTokenSum(model, ids, ids, packedMask, packedMask is null ? positions : positions?.to(device))
+                : CausalLMLoss.TokenSum(model.Forward(ids, packedMask, packedMask is null ? positions : positions?.to(device)), ids);
             var loss = sum / (s.Batch * (s.Seq - 1.0));
             loss.backward();
             GradientCheckpoint.ReleasePending();
@@ -99,7 +111,7 @@ internal static class TrainThroughput
             ["dtype"] = s.DType.ToString(),
             ["layers"] = s.Layers, ["hidden"] = s.Hidden, ["inter"] = s.Inter, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads,
             ["vocab"] = s.Vocab, ["seq"] = s.Seq, ["batch"] = s.Batch, ["r"] = s.R, ["alpha"] = s.Alpha, ["targets"] = s.Targets,
-            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind, ["kernels"] = kernels,
+            ["grad_ckpt"] = s.GradientCheckpointing, ["warmup"] = s.Warmup, ["steps"] = s.Steps, ["optimizer"] = optimizerKind, ["loss_path"] = lossKind, ["kernels"] = kernels, ["pack"] = pack, ["pack_attention"] = pack == 1 ? null : packAttention,
             ["threads"] = get_num_threads(),
             ["n_matmul"] = nMatmul,
             ["trainable"] = trainable.Sum(p => p.numel()),
