@@ -21,14 +21,17 @@ internal static class Attention
     /// <see cref="ScaledDotProduct"/> with grouped-query attention: k/v <c>(B, H_kv, Tk, d)</c> with H a multiple of
     /// H_kv. The kernel shares each key/value head with its group of query heads (<c>enable_gqa</c>, through
     /// <see cref="AtenScript.Attention"/>), so K and V are not copied to every head — nor their gradients summed back —
-    /// as with <see cref="RepeatKv"/>, which the composite path (<see cref="FusedKernels.Enabled"/> off) still uses.
+    /// as with <see cref="RepeatKv"/>. Only without a mask, as transformers decides (<c>use_gqa_in_sdpa</c>,
+    /// integrations/sdpa_attention.py): with an explicit mask SDPA cannot take its flash kernel and its GQA support then
+    /// falls back to the math kernel, so masked passes (padding, KV cache, the block-diagonal packed mask) repeat K/V and
+    /// keep the memory-efficient kernel. The composite path (<see cref="FusedKernels.Enabled"/> off) always repeats.
     /// </summary>
     public static Tensor GroupedQuery(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout = 0.0)
     {
         var repeats = q.shape[1] / k.shape[1];
         if (repeats == 1)
             return ScaledDotProduct(q, k, v, mask, dropout);
-        if (FusedKernels.Enabled)
+        if (FusedKernels.Enabled && mask is null)
             return AtenScript.Attention(q, k, v, mask, dropout, mask is null);
         using var scope = NewDisposeScope();
         return ScaledDotProduct(q, RepeatKv(k, repeats), RepeatKv(v, repeats), mask, dropout).MoveToOuterDisposeScope();
