@@ -9,6 +9,11 @@ namespace Lora.Generation;
 /// step (or, with <see cref="GenerationOptions.UseCache"/> off, a pass over the whole sequence each step). Greedy or
 /// sampled (repetition penalty → temperature → top-k → top-p, as transformers orders them). Prompt-learning adapters
 /// enter every pass through <see cref="CausalLM.Forward"/>; the cache remembers their virtual positions.
+/// <para>
+/// The cache is preallocated for the whole call (<see cref="CausalLM.NewCache(long)"/>), each pass computes the logits
+/// of its last position only (<see cref="CausalLM.ForwardLastLogits"/>), and without <c>onToken</c>/<c>stop</c>
+/// callbacks the tokens stay on the device until the end (see docs/generation.md).
+/// </para>
 /// </summary>
 public static class TokenGenerator
 {
