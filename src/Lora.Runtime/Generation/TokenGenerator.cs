@@ -67,8 +67,10 @@ public static class TokenGenerator
         using var generator = options.Seed is { } seed ? new Generator((ulong)seed, device) : null;
         var stopIds = options.StopTokenIds.ToHashSet();
         // Without callbacks nothing on the host needs a token before the end: chosen tokens, finished flags and the
-        // pad substitution stay on the device, and the host only asks every few steps whether all rows finished.
+        // pad substitution stay on the device, and the host only asks every few steps (every step on the CPU)
+        // whether all rows finished.
         var onDevice = onToken is null && stop is null;
+        var interval = CheckInterval(device);
 
         model.eval();
         using var noGrad = no_grad();
@@ -121,7 +123,7 @@ public static class TokenGenerator
                     if (stopTensor is not null)
                     {
                         done!.logical_or_(isin(next, stopTensor));
-                        if (steps % FinishedCheckInterval == 0 && done.all().item<bool>())
+                        if (steps % interval == 0 && done.all().item<bool>())
                             break;
                     }
 
@@ -183,9 +185,18 @@ public static class TokenGenerator
         return Enumerable.Range(0, batch).Select(b => new GeneratedSequence(generated[b], reasons[b])).ToList();
     }
 
-    /// <summary>Steps between the device path's "have all rows finished?" reads: up to this many - 1 steps run after
-    /// the last row finished (their tokens are dropped), in exchange for no host sync on the other steps.</summary>
+    /// <summary>Steps between the device path's "have all rows finished?" reads on an accelerator: up to this many - 1
+    /// steps run after the last row finished (their tokens are dropped), in exchange for no host sync on the other
+    /// steps. On the CPU, whose kernels run synchronously, a read costs no idle time, so it is read every step and no
+    /// step is wasted.</summary>
     internal const int FinishedCheckInterval = 8;
+
+    /// <summary>Tests: the interval to use on this thread instead (0: by device).</summary>
+    [ThreadStatic]
+    internal static int FinishedCheckIntervalOverride;
+
+    private static int CheckInterval(Device device) =>
+        FinishedCheckIntervalOverride > 0 ? FinishedCheckIntervalOverride : device.type == DeviceType.CPU ? 1 : FinishedCheckInterval;
 
     /// <summary>Virtual positions the active prompt-learning adapter puts into the cache (0 without one).</summary>
     private static int VirtualTokens(CausalLM model) => model.ActivePrompt is Peft.PromptHost host ? host.Active.VirtualTokens : 0;

@@ -218,9 +218,23 @@ public class PreallocatedKvCacheTests
     }
 
     [Theory]
-    [InlineData("llama_qv")]
-    [InlineData("gpt2_c_attn")]
-    public void Device_side_generation_gives_the_per_token_tokens(string @case)
+    [InlineData("llama_qv", 8)]   // the accelerator's interval: steps run after the last row finished
+    [InlineData("gpt2_c_attn", 8)]
+    [InlineData("llama_qv", 0)]   // the device's own (every step on the CPU)
+    public void Device_side_generation_gives_the_per_token_tokens(string @case, int interval)
+    {
+        TokenGenerator.FinishedCheckIntervalOverride = interval;
+        try
+        {
+            DeviceSideGeneration(@case);
+        }
+        finally
+        {
+            TokenGenerator.FinishedCheckIntervalOverride = 0;
+        }
+    }
+
+    private static void DeviceSideGeneration(string @case)
     {
         using var model = CausalLM.FromPretrained(Fixtures.Peft(@case, "base"));
         IReadOnlyList<int>[] prompts = [[5, 17, 42, 8, 99, 3], [7, 7, 1], [250, 4]];
