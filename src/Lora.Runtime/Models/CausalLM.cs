@@ -59,6 +59,45 @@ public abstract class CausalLM : nn.Module
     }
 
     /// <summary>
+    /// <see cref="Forward(Tensor, Tensor?, Tensor?, KvCache?)"/> computing the logits of the last
+    /// <paramref name="logitsToKeep"/> positions only (<c>(B, logitsToKeep, vocab)</c>; 0 keeps all), as transformers'
+    /// <c>logits_to_keep</c> (<c>generate</c> passes 1, the default here) so the prefill does not project every prompt position
+    /// onto the vocabulary. The built-in architectures apply the output head to the kept hidden states only
+    /// (<see cref="KeptPositions"/>); an architecture that overrides <see cref="Forward(Tensor, Tensor?, Tensor?, KvCache?)"/>
+    /// or <see cref="Decode"/> without reading it returns all positions, so callers index from the end.
+    /// </summary>
+    public Tensor ForwardLastLogits(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null, int logitsToKeep = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(logitsToKeep);
+        var outer = _keep;
+        _keep = (this, logitsToKeep);
+        try
+        {
+            return Forward(inputIds, attentionMask, positionIds, cache);
+        }
+        finally
+        {
+            _keep = outer;
+        }
+    }
+
+    /// <summary>The logits_to_keep of the <see cref="ForwardLastLogits"/> call running on
+    /// this thread (it reaches <see cref="Decode"/> through the prompt-learning stage without changing its signature).</summary>
+    [ThreadStatic]
+    private static (CausalLM Model, int Keep) _keep;
+
+    /// <summary>The last positions of <paramref name="hidden"/> <c>(B, T, C)</c> the output head is to project in this
+    /// pass: all of them, or the last <c>logitsToKeep</c> (a view) inside
+    /// <see cref="ForwardLastLogits"/>. Architectures call it on their final hidden
+    /// states before the head (transformers: <c>hidden_states[:, slice(-logits_to_keep, None), :]</c>).</summary>
+    protected Tensor KeptPositions(Tensor hidden)
+    {
+        var keep = ReferenceEquals(_keep.Model, this) ? _keep.Keep : 0;
+        var t = hidden.shape[1];
+        return keep <= 0 || keep >= t ? hidden.alias() : hidden.narrow(1, t - keep, keep);
+    }
+
+    /// <summary>
     /// The architecture's pass: logits for token ids <c>(B, T)</c>, or for input embeddings <c>(B, T, C)</c>
     /// (transformers' <c>inputs_embeds</c>: exactly one of <paramref name="inputIds"/> and
     /// <paramref name="inputsEmbeds"/> is given), with the mask, positions and cache of <see cref="Forward"/>. The
@@ -120,8 +159,12 @@ public abstract class CausalLM : nn.Module
         }
     }
 
-    /// <summary>A cache sized for this model.</summary>
+    /// <summary>A cache sized for this model, whose buffers are sized by the first pass and grow by doubling.</summary>
     public KvCache NewCache() => new(Config.NumLayers);
+
+    /// <summary>A cache sized for this model whose buffers hold <paramref name="capacity"/> positions (prompt width +
+    /// new tokens + a prompt-learning adapter's virtual tokens) before they grow: no copy while decoding.</summary>
+    public KvCache NewCache(long capacity) => new(Config.NumLayers, capacity);
 
     /// <summary>The architecture family of <see cref="ModelConfig.ModelType"/> (null for a model declared in user code
     /// whose model_type no family reads): where its decoder layers and final norm are, PEFT's default targets.</summary>

@@ -48,7 +48,7 @@ public class LlamaForCausalLM : CausalLM
     {
         using var scope = NewDisposeScope();
         var hidden = Model.Forward(inputIds, inputsEmbeds, attentionMask, positionIds, cache); // (B, T, C)
-        return LmHead.call(hidden).MoveToOuterDisposeScope();                                  // (B, T, vocab)
+        return LmHead.call(KeptPositions(hidden)).MoveToOuterDisposeScope();                                  // (B, T or logits_to_keep, vocab)
     }
 
     public override Tensor HiddenStates(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null)

@@ -95,7 +95,7 @@ public sealed class PrefixEncoder : PromptEncoder
         var batch = inputIds.shape[0];
         var n = VirtualTokens;
         var own = cache is null;
-        var active = cache ?? model.NewCache();
+        var active = cache ?? model.NewCache(n + inputIds.shape[1]);
         try
         {
             if (active.Length == 0)
