@@ -160,8 +160,7 @@ public static class CausalLMLoss
             var inputGrad = (saved * gradOutput.to(saved.dtype)).DetachFromDisposeScope();
             saved.Dispose();
             gradOutput.Dispose();
-            PendingGradients.Hold(inputGrad);
-            return [inputGrad, null!];
+            return PendingGradients.Return(inputGrad, null);
         }
     }
 }
