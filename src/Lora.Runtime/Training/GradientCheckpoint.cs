@@ -13,12 +13,14 @@ namespace Lora.Training;
 /// accumulates the parameters' gradients and yields the input's gradient. Memory per block drops from all its
 /// activations to its input; the cost is one extra forward per block.
 /// <para>
-/// Same gradients as without checkpointing, dropout included: the recomputation redraws the first run's random
-/// numbers (PyTorch's <c>preserve_rng_state</c>, <see cref="RecomputationRng"/>). On the CPU the generator's state
-/// is captured before the first run and set again for the recomputation. On CUDA, whose generator state TorchSharp
-/// does not expose, the block is run after <c>torch.cuda.manual_seed(seed)</c> with a seed drawn from the CPU
-/// generator on the host, and the recomputation reseeds with the same seed, so both runs draw the same masks. The
-/// outer CPU stream is restored after the recomputation (PyTorch: <c>torch.random.fork_rng</c>).
+/// The gradients are those of the forward that was computed, dropout included: the recomputation redraws the first
+/// run's random numbers (PyTorch's <c>preserve_rng_state</c>, <see cref="RecomputationRng"/>). On the CPU the
+/// generator's state is captured before the first run and set again for the recomputation, so the masks are also
+/// those of a run without checkpointing. On CUDA, whose generator state TorchSharp does not expose, the block is run
+/// after <c>torch.cuda.manual_seed_all(seed)</c> with a seed drawn from the CPU generator on the host, and the
+/// recomputation reseeds with the same seed, so both runs draw the same masks (a function of that seed, not the
+/// continuation of the CUDA stream that a run without checkpointing would draw from). The outer CPU stream is
+/// restored after the recomputation (PyTorch: <c>torch.random.fork_rng</c>).
 /// </para>
 /// <para>
 /// PyTorch's <c>CheckpointFunction</c> also recomputes under the forward's autocast state
