@@ -70,8 +70,6 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         }
 
         grad.Dispose();
-        return [Hold(gradX), Hold(gradW), null!];
+        return PendingGradients.Return(gradX, gradW, null);
     }
-
-    private static Tensor Hold(Tensor? gradient) => gradient is null ? null! : PendingGradients.Hold(gradient);
 }

@@ -45,6 +45,6 @@ internal sealed class RotaryFunction : SingleTensorFunction<RotaryFunction>
         }
 
         grad.Dispose();
-        return [PendingGradients.Hold(gradX), null!, null!];
+        return PendingGradients.Return(gradX, null, null);
     }
 }

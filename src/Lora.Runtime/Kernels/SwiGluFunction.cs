@@ -43,8 +43,6 @@ internal sealed class SwiGluFunction : SingleTensorFunction<SwiGluFunction>
         }
 
         grad.Dispose();
-        return [Hold(gradGate), Hold(gradUp)];
+        return PendingGradients.Return(gradGate, gradUp);
     }
-
-    private static Tensor Hold(Tensor? gradient) => gradient is null ? null! : PendingGradients.Hold(gradient);
 }

@@ -85,7 +85,7 @@ public static class QuantizedMatmul
             }
 
             gradOutput.Dispose();
-            return [PendingGradients.Hold(gradInput), gradBias is null ? null! : PendingGradients.Hold(gradBias), null!];
+            return PendingGradients.Return(gradInput, gradBias, null);
         }
     }
 
@@ -112,7 +112,7 @@ public static class QuantizedMatmul
             var gradInput = weight.InputGradient(gradOutput, (ScalarType)ctx.get_data("dtype"));
             Tensor? gradBias = (bool)ctx.get_data("bias") ? gradOutput.sum(dim: 0) : null; // dim: a bare 0 binds to sum(ScalarType)
             gradOutput.Dispose();
-            return [PendingGradients.Hold(gradInput), gradBias is null ? null! : PendingGradients.Hold(gradBias), null!, null!];
+            return PendingGradients.Return(gradInput, gradBias, null, null);
         }
     }
 }

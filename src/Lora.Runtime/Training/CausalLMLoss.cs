@@ -163,8 +163,7 @@ public static class CausalLMLoss
             var inputGrad = (saved * gradOutput.to(saved.dtype)).DetachFromDisposeScope();
             saved.Dispose();
             gradOutput.Dispose();
-            PendingGradients.Hold(inputGrad);
-            return [inputGrad, null!];
+            return PendingGradients.Return(inputGrad, null);
         }
     }
 }

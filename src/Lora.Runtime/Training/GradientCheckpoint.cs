@@ -13,9 +13,19 @@ namespace Lora.Training;
 /// accumulates the parameters' gradients and yields the input's gradient. Memory per block drops from all its
 /// activations to its input; the cost is one extra forward per block.
 /// <para>
-/// Same gradients as without checkpointing: the recomputation restores the CPU random-number state captured before
-/// the first run, so dropout draws the same masks (PyTorch's <c>preserve_rng_state</c>). TorchSharp does not expose
-/// the CUDA generator state, so on CUDA a block with active dropout draws a fresh mask when recomputed.
+/// The gradients are those of the forward that was computed, dropout included: the recomputation redraws the first
+/// run's random numbers (PyTorch's <c>preserve_rng_state</c>, <see cref="RecomputationRng"/>). On the CPU the
+/// generator's state is captured before the first run and set again for the recomputation, so the masks are also
+/// those of a run without checkpointing. On CUDA, whose generator state TorchSharp does not expose, the block is run
+/// after <c>torch.cuda.manual_seed_all(seed)</c> with a seed drawn from the CPU generator on the host, and the
+/// recomputation reseeds with the same seed, so both runs draw the same masks (a function of that seed, not the
+/// continuation of the CUDA stream that a run without checkpointing would draw from). The outer CPU stream is
+/// restored after the recomputation (PyTorch: <c>torch.random.fork_rng</c>).
+/// </para>
+/// <para>
+/// PyTorch's <c>CheckpointFunction</c> also recomputes under the forward's autocast state
+/// (<c>_get_autocast_kwargs</c>); this toolkit runs no autocast (bf16/fp32 weights are cast explicitly), so there is
+/// none to carry.
 /// </para>
 /// <para>
 /// As with transformers' <c>enable_input_require_grads</c>, an input that does not require grad (the output of a
@@ -35,7 +45,8 @@ public static class GradientCheckpoint
             return block(x, context);
         if (!x.requires_grad)
             x.requires_grad_(true); // a tensor that does not require grad is a leaf, so this is allowed
-        var state = new State(block, context.Select(c => c?.alias().DetachFromDisposeScope()).ToArray(), get_rng_state().DetachFromDisposeScope());
+        // PyTorch CheckpointFunction.forward: the inputs are saved and the RNG state captured before the block runs.
+        var state = new State(block, context.Select(c => c?.alias().DetachFromDisposeScope()).ToArray(), RecomputationRng.For(x.device).Capture());
         return CheckpointFunction.apply(x, state);
     }
 
@@ -44,17 +55,18 @@ public static class GradientCheckpoint
 
     private static long _recomputations;
 
-    /// <summary>Releases the handles of gradients given to the autograd engine (by checkpointed blocks and the
-    /// quantized matmuls); call after each backward pass.</summary>
+    /// <summary>Releases the handles of gradients given to the autograd engine (by checkpointed blocks, the quantized
+    /// matmuls and the fused cross-entropy) that are still held: during the backward pass each engine thread holds only
+    /// its last callback's (<see cref="PendingGradients"/>); call after each backward pass for those.</summary>
     public static void ReleasePending() => PendingGradients.Release();
 
-    private sealed class State(Func<Tensor, Tensor?[], Tensor> block, Tensor?[] context, Tensor rng) : IDisposable
+    private sealed class State(Func<Tensor, Tensor?[], Tensor> block, Tensor?[] context, RecomputationRng.Snapshot rng) : IDisposable
     {
         public Func<Tensor, Tensor?[], Tensor> Block { get; } = block;
 
         public Tensor?[] Context { get; } = context;
 
-        public Tensor Rng { get; } = rng;
+        public RecomputationRng.Snapshot Rng { get; } = rng;
 
         public void Dispose()
         {
@@ -76,7 +88,7 @@ public static class GradientCheckpoint
             var state = (State)vars[1];
             ctx.save_for_backward([x]);
             ctx.save_data(StateKey, state);
-            return state.Block(x, state.Context); // grad is off here (apply runs forward without autograd)
+            return state.Rng.RunForward(() => state.Block(x, state.Context)); // grad is off here (apply runs forward without autograd)
         }
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
@@ -89,18 +101,9 @@ public static class GradientCheckpoint
                 var input = saved.detach().requires_grad_(true);
                 using (enable_grad())
                 {
-                    var outer = get_rng_state();
-                    set_rng_state(state.Rng);
-                    Tensor output;
-                    try
-                    {
-                        output = state.Block(input, state.Context);
-                    }
-                    finally
-                    {
-                        set_rng_state(outer);
-                    }
-
+                    // PyTorch CheckpointFunction.backward: detached inputs, recompute under the forward's RNG state
+                    // (fork_rng), then torch.autograd.backward(outputs, grad_outputs) through the fresh graph.
+                    var output = state.Rng.Recompute(() => state.Block(input, state.Context));
                     autograd.backward([output], [gradOutput]);
                 }
 
@@ -110,8 +113,7 @@ public static class GradientCheckpoint
             state.Dispose();
             gradOutput.Dispose();
             Interlocked.Increment(ref _recomputations);
-            PendingGradients.Hold(inputGrad);
-            return [inputGrad, null!];
+            return PendingGradients.Return(inputGrad, null); // released at this thread's next Return, once the engine holds it
         }
     }
 }

@@ -528,6 +528,9 @@ public sealed class Trainer : IDisposable
     private PendingStep Step(int step)
     {
         using var scope = NewDisposeScope();
+        // On CUDA the step's dropout masks come from the CUDA generator, whose state TorchSharp cannot save; seeding it
+        // from the CPU generator (saved in each checkpoint) makes a resumed run draw the masks of the uninterrupted one.
+        DeviceRng.SeedForStep(_device);
         var units = StepUnits(step);
         var count = units.Count;
         var batches = new List<IObjectiveBatch>(count);
