@@ -27,10 +27,13 @@ internal static class TrainThroughput
         var device = s.Device;
         var optimizerKind = s.Text("--optimizer") ?? "fused";
         var lossKind = s.Text("--loss") ?? "fused"; // fused: head + cross-entropy chunked (CausalLMLoss.ModelTokenSum); logits: the whole batch's logits
-        var kernels = s.Text("--kernels") ?? "fused"; // fused: Kernels/ autograd functions, GQA attention, folded LoRA; composite: op by op
-        if (kernels is not ("fused" or "composite"))
-            throw new ArgumentException($"--kernels {kernels}: expected fused or composite.");
-        Kernels.FusedKernels.Enabled = kernels == "fused";
+        // fused: Kernels/ autograd functions, GQA attention, folded LoRA (the default); lean: also the memory-for-time
+        // trades that run only on CUDA by default (FusedKernels.MemoryLeanOnCpu); composite: op by op.
+        var kernels = s.Text("--kernels") ?? "fused";
+        if (kernels is not ("fused" or "lean" or "composite"))
+            throw new ArgumentException($"--kernels {kernels}: expected fused, lean or composite.");
+        Kernels.FusedKernels.Enabled = kernels != "composite";
+        Kernels.FusedKernels.MemoryLeanOnCpu = kernels == "lean";
         // --pack K: each row holds K examples of seq/K tokens (positions restart), attended padding-free (the trainer's
         // path for Llama) or, with --pack-attention mask, through the block-diagonal (B, 1, T, T) mask built on the device.
         var pack = s.Int("--pack", 1);
@@ -117,6 +120,8 @@ internal static class TrainThroughput
             ["trainable"] = trainable.Sum(p => p.numel()),
             ["step_ms"] = Math.Round(stepSeconds * 1e3, 2),
             ["step_ms_min"] = Math.Round(times.Min() * 1e3, 2),
+            ["step_ms_median"] = Math.Round(times.Order().ElementAt(times.Count / 2) * 1e3, 2),
+            ["step_ms_each"] = times.Select(t => Math.Round(t * 1e3, 1)).ToArray(),
             ["tokens_per_s"] = Math.Round(tokensPerSecond, 1),
             ["achieved_tflops"] = Math.Round(achieved / 1e12, 4),
             ["matmul_ceiling_tflops"] = Math.Round(ceiling.Best / 1e12, 4),

@@ -23,6 +23,41 @@ public static class FusedKernels
         set => _enabled = value;
     }
 
+    /// <summary>
+    /// Whether functions that trade time for memory (<see cref="SwiGluFunction"/>: recomputes <c>silu(gate)</c> in the
+    /// backward pass instead of keeping it) run on the CPU too. On CUDA they always do: one elementwise pass is
+    /// microseconds there and activation memory is what limits batch and sequence length. On the CPU the pass costs
+    /// more than the memory is worth (measured in docs/benchmarks.md), so by default they run only on CUDA; the
+    /// benchmark's <c>--kernels lean</c> sets this to measure them on the CPU.
+    /// </summary>
+    public static bool MemoryLeanOnCpu
+    {
+        get => _leanOverride ?? _leanOnCpu;
+        set => _leanOnCpu = value;
+    }
+
+    private static volatile bool _leanOnCpu;
+
+    [ThreadStatic]
+    private static bool? _leanOverride;
+
+    /// <summary>Whether the memory-for-time trades apply to a tensor on <paramref name="device"/>.</summary>
+    internal static bool MemoryLean(TorchSharp.torch.Device device) =>
+        Enabled && (device.type == TorchSharp.DeviceType.CUDA || MemoryLeanOnCpu);
+
+    /// <summary>Runs this thread with <see cref="MemoryLeanOnCpu"/> on until disposed (for tests).</summary>
+    internal static IDisposable LeanOnCpu()
+    {
+        var previous = _leanOverride;
+        _leanOverride = true;
+        return new Restore(() => _leanOverride = previous);
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
+    }
+
     /// <summary>Runs this thread on the composite path until disposed (tests compare the paths side by side without
     /// touching other threads).</summary>
     internal static IDisposable Composite() => new Override(false);

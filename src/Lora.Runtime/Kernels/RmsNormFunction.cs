@@ -36,7 +36,20 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
     {
         var x = (Tensor)vars[0];
         var weight = (Tensor)vars[1];
-        var y = Composite(x, weight, (double)vars[2], out var r);
+        var eps = (double)vars[2];
+        Tensor y, r;
+        if (x.dtype == ScalarType.Float32 && weight.dtype == ScalarType.Float32)
+        {
+            // The composite's ops with the last product in place (its left factor is a fresh temporary here):
+            // the same values, one (…, C) allocation fewer.
+            r = x.pow(2).mean([-1], keepdim: true).add_(eps).rsqrt_();
+            y = (x * r).mul_(weight);
+        }
+        else
+        {
+            y = Composite(x, weight, eps, out r);
+        }
+
         ctx.save_for_backward([x, r, weight]);
         ctx.save_data("x_grad", x.requires_grad);
         ctx.save_data("w_grad", weight.requires_grad);

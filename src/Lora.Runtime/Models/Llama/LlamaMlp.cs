@@ -34,7 +34,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         using var shared = SharedAdapterInput.Begin(x);                 // gate and up read the same x
         var gate = GateProj.call(x);                                    // (B, T, I)
         var up = UpProj.call(x);
-        var h = FusedKernels.Enabled && is_grad_enabled() && (gate.requires_grad || up.requires_grad) && gate.dtype == up.dtype
+        var h = FusedKernels.MemoryLean(gate.device) && is_grad_enabled() && (gate.requires_grad || up.requires_grad) && gate.dtype == up.dtype
             ? SwiGluFunction.Apply(gate, up)                            // keeps gate and up, not silu(gate)
             : nn.functional.silu(gate) * up;
         return DownProj.call(h).MoveToOuterDisposeScope();             // (B, T, C)
