@@ -12,7 +12,7 @@ namespace Lora.Bench;
 /// Forward + backward of each function in <c>Kernels/</c> against the composite ops it replaces, at one layer of the
 /// bench's shape (<see cref="BenchShape"/>: B·T tokens, hidden, intermediate, heads, kv heads; fp32 unless
 /// <c>--dtype</c>): the two variants alternate call by call (<see cref="FusedKernels.Enabled"/> flipped between
-/// them), 3 warm-up rounds, then the median and the minimum of <c>--rounds</c> (default 40) rounds in milliseconds.
+/// them; <see cref="FusedKernels.MemoryLeanOnCpu"/> on, so that the autograd functions run on the CPU), 3 warm-up rounds, then the median and the minimum of <c>--rounds</c> (default 40) rounds in milliseconds.
 /// The upstream gradient is ones, allocated outside the timed region.
 /// </summary>
 internal static class KernelsBench
@@ -20,6 +20,7 @@ internal static class KernelsBench
     public static int Run(string[] args)
     {
         var s = new BenchShape(args, generation: false);
+        FusedKernels.MemoryLeanOnCpu = true; // the autograd functions, which run only on CUDA by default
         var rounds = s.Int("--rounds", 40);
         var (b, t, c, inter, heads, kv) = (s.Batch, s.Seq, s.Hidden, s.Inter, s.Heads, s.KvHeads);
         var d = c / heads;

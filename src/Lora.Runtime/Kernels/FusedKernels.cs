@@ -2,11 +2,12 @@ namespace Lora.Kernels;
 
 /// <summary>
 /// Whether the model code uses the memory-lean autograd functions of this folder (<see cref="RmsNormFunction"/>,
-/// <see cref="SwiGluFunction"/>, <see cref="RotaryFunction"/>), grouped-query attention without repeating K/V
-/// (<see cref="AtenScript.Attention"/>) and LoRA's folded update (<c>LoraAdapter.AdaptOutput</c>), or the plain
-/// composite ops that autograd differentiates step by step. On by default; the composite path stays for the A/B
-/// benchmark (<c>bench/Lora.Bench train-throughput --kernels composite</c>) and for the tests that compare the two.
-/// Both compute the same forward values; gradients agree to rounding.
+/// <see cref="SwiGluFunction"/>, <see cref="RotaryFunction"/>; on CUDA, see <see cref="MemoryLeanOnCpu"/>),
+/// grouped-query attention without repeating K/V (<see cref="AtenScript.Attention"/>) and LoRA's folded update
+/// (<c>LoraAdapter.AdaptOutput</c>), or the plain composite ops that autograd differentiates step by step. On by
+/// default; the composite path stays for the A/B benchmark (<c>bench/Lora.Bench train-throughput --kernels
+/// composite</c>) and for the tests that compare the two. Both compute the same forward values; gradients agree to
+/// rounding.
 /// </summary>
 public static class FusedKernels
 {
@@ -24,11 +25,15 @@ public static class FusedKernels
     }
 
     /// <summary>
-    /// Whether functions that trade time for memory (<see cref="SwiGluFunction"/>: recomputes <c>silu(gate)</c> in the
-    /// backward pass instead of keeping it) run on the CPU too. On CUDA they always do: one elementwise pass is
-    /// microseconds there and activation memory is what limits batch and sequence length. On the CPU the pass costs
-    /// more than the memory is worth (measured in docs/benchmarks.md), so by default they run only on CUDA; the
-    /// benchmark's <c>--kernels lean</c> sets this to measure them on the CPU.
+    /// Whether the autograd functions of this folder (<see cref="RmsNormFunction"/>, <see cref="RotaryFunction"/>,
+    /// <see cref="SwiGluFunction"/>) run on the CPU too. On CUDA they always do (with <see cref="Enabled"/>): there a
+    /// bf16 RMSNorm would otherwise keep an fp32 copy of its input, SwiGLU keeps one <c>(B, T, intermediate)</c> tensor
+    /// less per layer for one elementwise pass of microseconds, and each function launches fewer kernels than the
+    /// composite's backward. On the CPU, measured at the bench's default fp32 shape (docs/benchmarks.md), they do not
+    /// pay: in fp32 autograd keeps only aliases for RMSNorm and RoPE anyway, their time gain is under 2% of a step,
+    /// SwiGLU's recomputation costs 1.5–1.8× its composite, and TorchSharp's custom-function machinery (an output-sized
+    /// allocation per call, handles kept to the next callback) raised glibc's resident high-water mark by ~150 MB. So by
+    /// default they run only on CUDA; the benchmark's <c>--kernels lean</c> sets this to measure them on the CPU.
     /// </summary>
     public static bool MemoryLeanOnCpu
     {
@@ -41,7 +46,7 @@ public static class FusedKernels
     [ThreadStatic]
     private static bool? _leanOverride;
 
-    /// <summary>Whether the memory-for-time trades apply to a tensor on <paramref name="device"/>.</summary>
+    /// <summary>Whether the autograd functions apply to a tensor on <paramref name="device"/>.</summary>
     internal static bool MemoryLean(TorchSharp.torch.Device device) =>
         Enabled && (device.type == TorchSharp.DeviceType.CUDA || MemoryLeanOnCpu);
 

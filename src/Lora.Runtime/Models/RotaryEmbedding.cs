@@ -48,7 +48,7 @@ public sealed class RotaryEmbedding
         using var scope = NewDisposeScope();
         var c = cos.unsqueeze(1); // (B, 1, T, d), broadcast over heads
         var s = sin.unsqueeze(1);
-        var y = FusedKernels.Enabled && is_grad_enabled() && x.requires_grad && !c.requires_grad && !s.requires_grad
+        var y = FusedKernels.MemoryLean(x.device) && is_grad_enabled() && x.requires_grad && !c.requires_grad && !s.requires_grad
             ? RotaryFunction.Apply(x, c, s)
             : RotaryFunction.Composite(x, c, s);
         return y.MoveToOuterDisposeScope();

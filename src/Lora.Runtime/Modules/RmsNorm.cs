@@ -32,7 +32,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = FusedKernels.Enabled && is_grad_enabled() && (x.requires_grad || Weight.requires_grad)
+        var y = FusedKernels.MemoryLean(x.device) && is_grad_enabled() && (x.requires_grad || Weight.requires_grad)
             ? RmsNormFunction.Apply(x, Weight, Eps)
             : RmsNormFunction.Composite(x, Weight, Eps, out _);
         return y.MoveToOuterDisposeScope();

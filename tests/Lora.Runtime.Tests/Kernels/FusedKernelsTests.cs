@@ -13,7 +13,8 @@ namespace Lora.Runtime.Tests.Kernels;
 /// <summary>
 /// The autograd functions of <c>Kernels/</c> against the composite ops they replace: the same forward values (bit for
 /// bit where the function runs the composite's ops), and the gradients autograd derives from the composite, to
-/// rounding. The composite side runs on this thread only (<see cref="FusedKernels.Composite"/>).
+/// rounding. Each side is chosen for this thread only (<see cref="FusedKernels.Composite"/>,
+/// <see cref="FusedKernels.LeanOnCpu"/>: the functions run on the CPU only when asked).
 /// </summary>
 public class FusedKernelsTests
 {
@@ -34,7 +35,7 @@ public class FusedKernelsTests
     {
         var leaves = inputs.Select((t, i) => t.detach().clone().requires_grad_(needGrad[i])).ToArray();
         Tensor y;
-        using (composite ? FusedKernels.Composite() : null)
+        using (composite ? FusedKernels.Composite() : FusedKernels.LeanOnCpu()) // the functions run on CUDA by default
         {
             y = f(leaves);
             var upstream = randn(y.shape, generator: Seed(11)).to(y.dtype);
@@ -85,7 +86,7 @@ public class FusedKernelsTests
             Tensor WeightGrad(bool composite)
             {
                 norm.Weight.grad = null;
-                using (composite ? FusedKernels.Composite() : null)
+                using (composite ? FusedKernels.Composite() : FusedKernels.LeanOnCpu())
                     norm.call(x.detach().requires_grad_(true)).backward([randn([2, 5, 48], generator: Seed(11)).to(dtype)]);
                 GradientCheckpoint.ReleasePending();
                 return norm.Weight.grad!.clone();
@@ -98,6 +99,7 @@ public class FusedKernelsTests
     [Fact]
     public void RmsNorm_with_a_frozen_input_still_trains_its_weight()
     {
+        using var lean = FusedKernels.LeanOnCpu();
         using var norm = new RmsNorm(8, 1e-6);
         var x = randn([3, 8], generator: Seed(4));
         norm.call(x).sum().backward();
@@ -201,7 +203,7 @@ public class FusedKernelsTests
 
     [Theory]
     [InlineData(false)]
-    [InlineData(true)] // with the memory-for-time trades (SwiGLU recomputation), as on CUDA
+    [InlineData(true)] // with the autograd functions (RMSNorm, RoPE, SwiGLU), as on CUDA
     public void A_llama_model_trains_alike_on_both_paths(bool memoryLean)
     {
         using var lean = memoryLean ? FusedKernels.LeanOnCpu() : null;
