@@ -32,7 +32,7 @@ internal static class Attention
         if (repeats == 1)
             return ScaledDotProduct(q, k, v, mask, dropout);
         if (FusedKernels.Enabled && mask is null)
-            return AtenScript.Attention(q, k, v, mask, dropout, mask is null);
+            return AtenScript.Attention(q, k, v, null, dropout, causal: true);
         using var scope = NewDisposeScope();
         return ScaledDotProduct(q, RepeatKv(k, repeats), RepeatKv(v, repeats), mask, dropout).MoveToOuterDisposeScope();
     }

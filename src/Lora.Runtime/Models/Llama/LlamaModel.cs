@@ -50,7 +50,9 @@ public sealed class LlamaModel : nn.Module
         var past = cache?.Length ?? 0;
         // Padding-free packing: no mask, no cache, and host position ids that restart per example.
         var segments = attentionMask is null && cache is null && positionIds is not null ? PackedSegments.FromPositionIds(positionIds) : null;
-        positionIds = positionIds?.to(device) ?? PositionIds.Default(attentionMask, b, t, past, device); // (B, T)
+        positionIds = positionIds is null
+            ? PositionIds.Default(attentionMask, b, t, past, device)                           // (B, T)
+            : Backend.HostToDevice.Copy(positionIds, device);                                   // host ids: pinned, non-blocking
         var (cos, sin) = Rotary.Compute(positionIds, x.dtype);                                // (B, T, d)
         var mask = AttentionMask.Build(attentionMask, b, t, past, device);                     // (B, 1, T, T_past + T) or null
         var checkpoint = GradientCheckpointing && training && cache is null && is_grad_enabled();

@@ -15,7 +15,8 @@ namespace Lora.Tuners.LoRA;
 ///   y = base(x) + B · A · dropout(x) · s    A: [r, in]   B: [out, r]   s = α / r  (rsLoRA: α / √r)
 ///   ΔW = s · B @ A                           [out, in], whatever the base's storage
 /// </code>
-/// with x cast to the adapter's dtype and the update back to the base's (C8). A <see cref="Variant"/> (DoRA) replaces
+/// with x cast to the adapter's dtype, the sum taken there and the result cast back to the base's (C8; PEFT's
+/// <c>lora.Linear.forward</c> casts <c>result</c> back after the sum). A <see cref="Variant"/> (DoRA) replaces
 /// the forward and merge, as PEFT's <c>LoraVariant</c> does. Parameter names are PEFT's key suffixes
 /// (<c>lora_A.weight</c>, <c>lora_B.weight</c>, <c>lora_B.bias</c>, <c>lora_magnitude_vector</c>), so a layer at
 /// path P saves them as <c>base_model.model.P.lora_A.weight</c>.
