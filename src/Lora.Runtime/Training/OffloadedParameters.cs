@@ -14,18 +14,43 @@ namespace Lora.Training;
 /// </summary>
 internal sealed class OffloadedParameters : IDisposable
 {
-    private readonly List<(Parameter Device, Parameter Host)> _pairs;
+    private readonly List<(string Name, Parameter Device, Parameter Host)> _pairs;
 
     /// <param name="parameters">The trainable parameters.</param>
     /// <param name="host">Where the fp32 copies live: the CPU (offload, the default), or the parameters' own device
     /// (fp32 master weights of bf16 parameters).</param>
-    public OffloadedParameters(IEnumerable<Parameter> parameters, Device? host = null)
+    public OffloadedParameters(IEnumerable<(string Name, Parameter Parameter)> parameters, Device? host = null)
     {
         using var noGrad = no_grad();
         _host = host ?? CPU;
         _pairs = parameters
-            .Select(p => (p, new Parameter(p.detach().to(ScalarType.Float32, _host, copy: true), requires_grad: true)))
+            .Select(p => (p.Name, p.Parameter, new Parameter(p.Parameter.detach().to(ScalarType.Float32, _host, copy: true), requires_grad: true)))
             .ToList();
+    }
+
+    /// <summary>Whether the fp32 copies hold more than the model's weights do (some trainable weight is not fp32): then
+    /// a checkpoint needs them (<see cref="SaveMasters"/>) for an exact resume.</summary>
+    public bool KeepsMasters => _pairs.Any(p => p.Device.dtype != ScalarType.Float32);
+
+    /// <summary>Writes the fp32 copies to <paramref name="path"/> (safetensors, keyed by parameter name).</summary>
+    public void SaveMasters(string path) =>
+        SafeTensors.SafeTensorsWriter.Write(path, _pairs.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Host)));
+
+    /// <summary>Reads the fp32 copies back from <paramref name="path"/> (after <see cref="ParametersToHost"/>, which
+    /// they replace); every trainable parameter must be there with its shape.</summary>
+    public void LoadMasters(string path)
+    {
+        using var noGrad = no_grad();
+        using var file = SafeTensors.SafeTensorsFile.Open(path);
+        foreach (var (name, _, host) in _pairs)
+        {
+            if (!file.Tensors.ContainsKey(name))
+                throw new LoraException($"{path}: no master weight \"{name}\" for this trainable parameter (the checkpoint was written by a run training other parameters).");
+            using var saved = file.Load(name, ScalarType.Float32, host.device);
+            if (!saved.shape.SequenceEqual(host.shape))
+                throw new LoraException($"{path}: master weight \"{name}\" is ({string.Join(", ", saved.shape)}), this parameter is ({string.Join(", ", host.shape)}).");
+            host.copy_(saved);
+        }
     }
 
     private readonly Device _host;
@@ -38,7 +63,7 @@ internal sealed class OffloadedParameters : IDisposable
     public void GradientsToHost()
     {
         using var noGrad = no_grad();
-        foreach (var (device, host) in _pairs)
+        foreach (var (_, device, host) in _pairs)
         {
             if (device.grad is not { } grad)
             {
@@ -59,7 +84,7 @@ internal sealed class OffloadedParameters : IDisposable
     public void ParametersToDevice()
     {
         using var noGrad = no_grad();
-        foreach (var (device, host) in _pairs)
+        foreach (var (_, device, host) in _pairs)
             device.copy_(host);
     }
 
@@ -67,13 +92,13 @@ internal sealed class OffloadedParameters : IDisposable
     public void ParametersToHost()
     {
         using var noGrad = no_grad();
-        foreach (var (device, host) in _pairs)
+        foreach (var (_, device, host) in _pairs)
             host.copy_(device);
     }
 
     public void Dispose()
     {
-        foreach (var (_, host) in _pairs)
+        foreach (var (_, _, host) in _pairs)
             host.Dispose();
     }
 }

@@ -18,9 +18,9 @@ internal static class OptimizerSetup
     public static AdamW AdamW(nn.Module model, TrainingOptions options, out OffloadedParameters? offload)
     {
         var (decay, noDecay) = WeightDecayGroups.Split(model);
-        var all = decay.Concat(noDecay).Select(p => p.Parameter).ToList();
+        var all = decay.Concat(noDecay).Select(p => (p.Name, p.Parameter)).ToList();
         offload = options.OptimizerOffload ? new OffloadedParameters(all)
-            : all.Any(p => p.dtype != ScalarType.Float32) ? new OffloadedParameters(all, all[0].device)
+            : all.Any(p => p.Parameter.dtype != ScalarType.Float32) ? new OffloadedParameters(all, all[0].Parameter.device)
             : null;
         var map = offload is null ? (Func<Parameter, Parameter>)(p => p) : offload.HostOf;
         var groups = new List<AdamW.ParamGroup>();

@@ -62,6 +62,9 @@ public sealed class Trainer : IDisposable
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> _trainable;
     private readonly AdamW _optimizer;
     private readonly OffloadedParameters? _offload;
+
+    /// <summary>Whether <see cref="Resume"/> read the fp32 master weights from the checkpoint.</summary>
+    private bool _mastersRestored;
     private readonly Device _device;
     private readonly TrainingLog _log;
     private readonly DataParallel? _group;
@@ -719,7 +722,7 @@ public sealed class Trainer : IDisposable
 
     private string SaveAndRotate(Action<string> saveModel)
     {
-        var path = TrainingCheckpoints.Save(OutputDirectory, _state, Options, Schedule, _optimizer, saveModel);
+        var path = TrainingCheckpoints.Save(OutputDirectory, _state, Options, Schedule, _optimizer, saveModel, _offload);
         Message?.Invoke($"saved {path}");
         foreach (var removed in TrainingCheckpoints.Rotate(OutputDirectory, Options.SaveTotalLimit, _state.BestModelCheckpoint))
             Message?.Invoke($"removed {removed} (save_total_limit {Options.SaveTotalLimit})");
@@ -757,6 +760,12 @@ public sealed class Trainer : IDisposable
         _objectiveParameters?.Load(checkpoint);
         _rolloutIndex = -1; // made again from the restored weights
         _offload?.ParametersToHost();
+        // A bf16 run's fp32 masters: the model file holds them rounded (older checkpoints lack the file: rounded then).
+        if (_offload is { KeepsMasters: true } && Path.Combine(checkpoint, TrainingCheckpoints.MasterWeightsFile) is var masters && File.Exists(masters))
+        {
+            _offload.LoadMasters(masters);
+            _mastersRestored = true;
+        }
         TrainingCheckpoints.RestoreOptimizerAndRng(checkpoint, _optimizer);
         if (_group is { WorldSize: > 1 })
         {
@@ -784,7 +793,10 @@ public sealed class Trainer : IDisposable
         group.EnsureSameOnAllRanks("training configuration", DataParallelTraining.Describe(_model, Options, _objective, _trainable,
             TotalSteps, StepsPerEpoch, resumeFrom, _state.GlobalStep, _device));
         DataParallelTraining.BroadcastParameters(group, _trainable.Select(t => t.Parameter).ToList());
-        _offload?.ParametersToHost(); // the optimizer's copies (offloaded, or fp32 masters of bf16 weights) take them too
+        // The optimizer's copies (offloaded, or fp32 masters of bf16 weights) take them too — unless every rank has just
+        // read the same masters from the checkpoint, which the rounded broadcast weights would overwrite.
+        if (!_mastersRestored)
+            _offload?.ParametersToHost();
         if (group.WorldSize > 1)
             _state.WorldSize = group.WorldSize;
     }

@@ -13,6 +13,7 @@ namespace Lora.Training;
 ///   checkpoint-{step}/
 ///     adapter_config.json, adapter_model.safetensors   PEFT adapter (any method) | config.json, model.safetensors (full / top-N)
 ///     optimizer.bin       AdamW state (TorchSharp's native format: per group lr/betas/eps/decay, per parameter step, m, v)
+///     master_weights.safetensors   fp32 master copies of bf16/fp16 trainable weights (full / top-N in bf16 only)
 ///     scheduler.json      schedule type, base lr, warmup W, total T, steps taken
 ///     rng_state.bin       the CPU torch generator state (dropout)
 ///     trainer_state.json  global_step, epoch, log_history, best metric, data position
@@ -24,6 +25,11 @@ public static partial class TrainingCheckpoints
     public const string Prefix = "checkpoint";
 
     public const string OptimizerFile = "optimizer.bin";
+
+    /// <summary>The fp32 master weights of a bf16/fp16 full or top-layer run (the model file holds them rounded), so a
+    /// resumed run continues from the exact values (DeepSpeed keeps them in its optimizer states, apex in
+    /// <c>amp.state_dict</c>'s master params).</summary>
+    public const string MasterWeightsFile = "master_weights.safetensors";
 
     public const string SchedulerFile = "scheduler.json";
 
@@ -117,15 +123,18 @@ public static partial class TrainingCheckpoints
     }
 
     /// <summary>Writes <c>checkpoint-{state.GlobalStep}</c> atomically: the trained weights (<paramref name="saveModel"/>),
-    /// the optimizer, the schedule, the RNG state, the trainer state and the options.</summary>
+    /// the optimizer (and the fp32 master weights of a bf16 run), the schedule, the RNG state, the trainer state and the
+    /// options.</summary>
     internal static string Save(string outputDirectory, TrainerState state, TrainingOptions options, LearningRateSchedule schedule,
-        AdamW optimizer, Action<string> saveModel)
+        AdamW optimizer, Action<string> saveModel, OffloadedParameters? masters = null)
     {
         var step = state.GlobalStep;
         return Write(outputDirectory, step, dir =>
         {
             saveModel(dir);
             optimizer.save_state_dict(Path.Combine(dir, OptimizerFile));
+            if (masters is { KeepsMasters: true })
+                masters.SaveMasters(Path.Combine(dir, MasterWeightsFile));
             File.WriteAllText(Path.Combine(dir, SchedulerFile), JsonSerializer.Serialize(new
             {
                 type = LearningRateSchedule.Name(schedule.Type),
