@@ -39,6 +39,9 @@ public sealed class MethodCommandsTests
             "--method", method, option, value, "--learning-rate", lr, "--scheduler", "constant", "--max-steps", "8", "--logging-steps", "2", "--save-steps", "0");
         Assert.True(code == 0, stderr);
         Assert.Contains("trainable params: ", stdout, StringComparison.Ordinal);
+        // The closing "adapter:" line names every adapter file written, the prompt encoder's too.
+        var adapterLine = stdout.Split('\n').Single(l => l.StartsWith("adapter: ", StringComparison.Ordinal));
+        Assert.Equal(File.Exists(Path.Combine(outDir, PromptLearningFiles.EncoderStateFileName)), adapterLine.Contains(PromptLearningFiles.EncoderStateFileName, StringComparison.Ordinal));
         var losses = Losses(outDir);
         Assert.True(losses[^1] < losses[0], $"{method}: {string.Join(", ", losses)}");
 

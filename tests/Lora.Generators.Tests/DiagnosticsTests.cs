@@ -230,7 +230,7 @@ public class DiagnosticsTests
 
         Assert.Equal(
             [
-                "LORA0015: [Quantize] on 'M': the class has no adapter plan attribute ([Lora], [IA3]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]",
+                "LORA0015: [Quantize] on 'M': the class has no adapter plan attribute ([Lora], [IA3], [PrefixTuning], [PromptTuning], [PTuning], [BottleneckAdapter]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]",
                 "LORA0016: [Quantize] on 'M': Blocksize = 100; 4-bit weights use one of bitsandbytes' block sizes: 32, 64, 128, 256, 512, 1024, 2048, 4096",
             ],
             await Messages("""[Quantize(QuantizationType.Nf4, Blocksize = 100)] public class M : LlamaForCausalLM { public M(LlamaConfig c) : base(c) { } }"""));

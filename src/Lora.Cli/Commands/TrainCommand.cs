@@ -282,7 +282,7 @@ internal static class TrainCommand
                     : $"train loss {trainRows[^1].Loss!.Value.ToString("F4", Inv)} (mean of steps {(trainRows.Count > 1 ? trainRows[^2].Step + 1 : 1)}-{trainRows[^1].Step}, the last train row of metrics.jsonl)";
                 stdout.WriteLine($"done: {result.GlobalStep} steps, {lossText}{evalText}");
                 stdout.WriteLine(trainingMode == TrainingMode.Peft
-                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftMethods.For(config!).WeightsFileName})"
+                    ? $"adapter: {Path.GetFullPath(result.OutputDirectory)} ({string.Join(", ", AdapterFiles(result.OutputDirectory, config!))})"
                     : $"model: {Path.GetFullPath(result.OutputDirectory)} (a Hugging Face checkpoint directory)");
                 stdout.WriteLine($"metrics: {result.MetricsPath ?? "not written (--report-to)"}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard?.LogDirectory ?? "not written (--report-to)"}");
             }
@@ -375,4 +375,11 @@ internal static class TrainCommand
         var eta = progress is null ? string.Empty : $"  eta {progress.Remaining:hh\\:mm\\:ss}";
         return $"{head}  loss {e.Loss!.Value.ToString("F4", Inv)}  lr {e.LearningRate!.Value.ToString("0.000e+0", Inv)}  grad_norm {e.GradNorm!.Value.ToString("F4", Inv)}  {e.TokensPerSecond!.Value.ToString("F0", Inv)} tok/s{eta}";
     }
+
+    /// <summary>The adapter files a run wrote: the config, the weights and, for prefix tuning / P-tuning, the whole
+    /// prompt encoder (<see cref="PromptLearningFiles.EncoderStateFileName"/>).</summary>
+    private static IEnumerable<string> AdapterFiles(string directory, PeftConfig config) =>
+        new[] { PeftConfigFile.FileName, PeftMethods.For(config).WeightsFileName, PromptLearningFiles.EncoderStateFileName }
+            .Distinct()
+            .Where(f => f != PromptLearningFiles.EncoderStateFileName || File.Exists(Path.Combine(directory, f)));
 }

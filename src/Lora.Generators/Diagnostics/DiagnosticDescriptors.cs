@@ -93,7 +93,7 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor QuantizeWithoutPlan = Create(
         "LORA0015",
         "[Quantize] needs an adapter plan",
-        "{0}: the class has no adapter plan attribute ([Lora], [IA3]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]");
+        "{0}: the class has no adapter plan attribute ([Lora], [IA3], [PrefixTuning], [PromptTuning], [PTuning], [BottleneckAdapter]); quantization applies to the frozen base of a model with adapters, so add a plan or remove [Quantize]");
 
     public static readonly DiagnosticDescriptor InvalidQuantizeBlocksize = Create(
         "LORA0016",
