@@ -65,14 +65,18 @@ internal sealed class OffloadedParameters : IDisposable
         using var noGrad = no_grad();
         foreach (var (_, device, host) in _pairs)
         {
-            if (device.grad is not { } grad)
+            // Each .grad read is a new handle holding the tensor: dispose them, or the device gradient set to null below
+            // would stay allocated until the GC finalizes the handle.
+            using var grad = device.grad;
+            if (grad is null)
             {
                 host.grad = null;
                 continue;
             }
 
             using var onHost = grad.to(ScalarType.Float32, _host, copy: true);
-            if (host.grad is { } existing)
+            using var existing = host.grad;
+            if (existing is not null)
                 existing.copy_(onHost);
             else
                 host.grad = onHost.clone();
