@@ -288,6 +288,8 @@ public sealed partial class LoraModelGenerator
                             w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
                             w.WriteLine("injected.Add(path);");
                         }
+
+                        w.WriteLine("global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training");
                     }
                 }
 

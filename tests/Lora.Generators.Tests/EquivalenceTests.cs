@@ -90,6 +90,12 @@ public class EquivalenceTests
         foreach (var (name, parameter) in ours)
             Assert.True(parameter.equal(theirs[name]).all().item<bool>(), $"{name}: same seed, same init");
 
+        // Both leave the base frozen (PEFT's get_peft_model): the same parameters train on both paths.
+        Assert.Equal(
+            dynamic.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name),
+            generated.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
+        Assert.All(generated.named_parameters().Where(p => !p.name.Contains("lora_")), p => Assert.False(p.parameter.requires_grad, p.name));
+
         // The typed parameter list and the state-dict map cover exactly those parameters, keyed like the PEFT file.
         Assert.Equal(ours.Keys.Order(StringComparer.Ordinal), generated.AdapterStateDictMap().Select(p => p.ParameterName).Order(StringComparer.Ordinal));
         using var file = SafeTensorsFile.Open(Path.Combine(Peft("llama_qv", "adapter"), PeftAdapter.WeightsFileName));

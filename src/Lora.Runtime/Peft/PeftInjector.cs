@@ -20,17 +20,25 @@ public static class PeftInjector
     /// linear layers there are), or match one that cannot (e.g. a norm).</exception>
     public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName)
     {
-        var method = PeftMethods.For(config);
-        var paths = method.Inject(model, config, adapterName);
+        var paths = PeftMethods.For(config).Inject(model, config, adapterName);
+        FreezeBase(model, config, adapterName);
+        return paths;
+    }
+
+    /// <summary>What <see cref="Inject"/> does after attaching (PEFT's <c>_mark_only_adapters_as_trainable</c>): every
+    /// parameter of <paramref name="model"/> that belongs to no adapter stops requiring grad, except what
+    /// <paramref name="config"/>'s method trains besides (modules_to_save, LoRA's <c>bias</c>); adapters keep their
+    /// flags. The generated <c>InjectAdapters</c> calls it after its typed <see cref="Attach"/> calls, so both paths
+    /// leave the base frozen.</summary>
+    public static void FreezeBase(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName)
+    {
         var adapters = model.AdapterParameters().Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
-        var extra = method.ExtraTrainables(model, config, adapterName).Select(e => e.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
+        var extra = PeftMethods.For(config).ExtraTrainables(model, config, adapterName).Select(e => e.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
         foreach (var (_, parameter) in model.named_parameters())
         {
             if (!adapters.Contains(parameter))
                 parameter.requires_grad = extra.Contains(parameter);
         }
-
-        return paths;
     }
 
     /// <summary><paramref name="config"/> completed for <paramref name="model"/> by its method (family defaults, checks):

@@ -75,6 +75,7 @@ namespace Demo
                     global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);
                     injected.Add(path);
                 }
+                global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training
             }
             return injected;
         }
