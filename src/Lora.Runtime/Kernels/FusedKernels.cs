@@ -30,9 +30,10 @@ public static class FusedKernels
     /// bf16 RMSNorm would otherwise keep an fp32 copy of its input, SwiGLU keeps one <c>(B, T, intermediate)</c> tensor
     /// less per layer for one elementwise pass of microseconds, and each function launches fewer kernels than the
     /// composite's backward. On the CPU, measured at the bench's default fp32 shape (docs/benchmarks.md), they do not
-    /// pay: in fp32 autograd keeps only aliases for RMSNorm and RoPE anyway, their time gain is under 2% of a step,
-    /// SwiGLU's recomputation costs 1.5–1.8× its composite, and TorchSharp's custom-function machinery (an output-sized
-    /// allocation per call, handles kept to the next callback) raised glibc's resident high-water mark by ~150 MB. So by
+    /// pay: in fp32 autograd keeps only aliases for RMSNorm and RoPE anyway, their time gain (~4 % of a step) is
+    /// eaten by SwiGLU's recomputation (1.5–1.9× its composite), and TorchSharp's custom-function machinery (an
+    /// output-sized allocation per call, handles kept to the next callback) raised glibc's resident high-water mark by
+    /// 60–150 MB. So by
     /// default they run only on CUDA; the benchmark's <c>--kernels lean</c> sets this to measure them on the CPU.
     /// </summary>
     public static bool MemoryLeanOnCpu
