@@ -217,21 +217,10 @@ public class FusedKernelsTests
         trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         using var ids = randint(3, 300, [2, 12], generator: Seed(15));
 
-        (double Loss, Dictionary<string, Tensor> Grads) Step(bool composite)
+        (float Loss, Dictionary<string, Tensor> Grads) Step(bool composite)
         {
-            foreach (var (_, p) in trainable)
-                p.grad = null;
-            double loss;
             using (composite ? FusedKernels.Composite() : null)
-            using (var scope = NewDisposeScope())
-            {
-                var sum = CausalLMLoss.ModelTokenSum(model, ids, ids) / (2 * 11.0);
-                sum.backward();
-                loss = sum.item<float>();
-            }
-
-            GradientCheckpoint.ReleasePending();
-            return (loss, trainable.ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
+                return TrainerFixtures.LossAndGradients(trainable, () => CausalLMLoss.ModelTokenSum(model, ids, ids) / (2 * 11.0));
         }
 
         var fused = Step(composite: false);

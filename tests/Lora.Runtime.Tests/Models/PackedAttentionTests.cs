@@ -84,23 +84,9 @@ public class PackedAttentionTests
         using var batch = new Collator(0).Collate(rows);
         Assert.NotNull(batch.PackedMask);
 
-        (float Loss, Dictionary<string, Tensor> Grads) Step(bool paddingFree)
-        {
-            foreach (var (_, p) in trainable)
-                p.grad = null;
-            float loss;
-            using (var scope = NewDisposeScope())
-            {
-                var sum = paddingFree
-                    ? CausalLMLoss.ModelTokenSum(model, batch.InputIds, batch.Labels, null, batch.PositionIds)
-                    : CausalLMLoss.ModelTokenSum(model, batch.InputIds, batch.Labels, batch.PackedMask, batch.PositionIds);
-                sum.backward();
-                loss = sum.item<float>();
-            }
-
-            GradientCheckpoint.ReleasePending();
-            return (loss, trainable.ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
-        }
+        (float Loss, Dictionary<string, Tensor> Grads) Step(bool paddingFree) => TrainerFixtures.LossAndGradients(trainable, () => paddingFree
+            ? CausalLMLoss.ModelTokenSum(model, batch.InputIds, batch.Labels, null, batch.PositionIds)
+            : CausalLMLoss.ModelTokenSum(model, batch.InputIds, batch.Labels, batch.PackedMask, batch.PositionIds));
 
         var masked = Step(paddingFree: false);
         var free = Step(paddingFree: true);

@@ -3,6 +3,7 @@ using Lora.Peft;
 using Lora.Tuners.LoRA;
 using Lora.Data;
 using Lora.SafeTensors;
+using Lora.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -58,5 +59,24 @@ internal static class TrainerFixtures
         }
 
         return worst;
+    }
+
+    /// <summary>One backward pass of <paramref name="loss"/> (built inside a dispose scope) from dropped gradients: the
+    /// loss value and a copy of each parameter's gradient, by name.</summary>
+    public static (float Loss, Dictionary<string, Tensor> Grads) LossAndGradients(
+        IReadOnlyList<(string name, TorchSharp.Modules.Parameter parameter)> parameters, Func<Tensor> loss)
+    {
+        foreach (var (_, p) in parameters)
+            p.grad = null;
+        float value;
+        using (var scope = NewDisposeScope())
+        {
+            var l = loss();
+            l.backward();
+            value = l.item<float>();
+        }
+
+        GradientCheckpoint.ReleasePending();
+        return (value, parameters.ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
     }
 }
