@@ -17,10 +17,23 @@ public static class PeftInjector
     /// parameter that belongs to no adapter stops requiring grad, except what the method trains besides
     /// (modules_to_save, LoRA's <c>bias</c> setting); adapters keep their flags. Returns the adapted paths (ordinal order).</summary>
     /// <exception cref="LoraException">The targets match no layer that can host the method (the message lists the
-    /// linear layers there are), or match one that cannot (e.g. a norm).</exception>
+    /// linear layers there are), or match one that cannot (e.g. a norm). Nothing is left attached then.</exception>
     public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName)
     {
-        var paths = PeftMethods.For(config).Inject(model, config, adapterName);
+        // All or nothing: a failure part-way (e.g. a rank_pattern entry of 0 for one layer) removes what was attached,
+        // unless the name was there before (then the method refused it before attaching anything).
+        var present = model.modules().OfType<IAdapterHost>().Any(h => h.HasAdapter(adapterName));
+        IReadOnlyList<string> paths;
+        try
+        {
+            paths = PeftMethods.For(config).Inject(model, config, adapterName);
+        }
+        catch (Exception) when (!present)
+        {
+            PeftAdapter.Remove(model, adapterName);
+            throw;
+        }
+
         FreezeBase(model, config, adapterName);
         return paths;
     }

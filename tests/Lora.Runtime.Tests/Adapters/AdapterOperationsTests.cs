@@ -170,4 +170,22 @@ public class AdapterOperationsTests
             tensors = file.Tensors.Keys.ToDictionary(k => k, k => file.Load(k));
         SafeTensorsWriter.Write(path, change(tensors));
     }
+
+    [Fact]
+    public void An_injection_that_fails_part_way_leaves_no_adapter_behind()
+    {
+        using var model = CausalLM.FromPretrained(Fixtures.Peft("llama_qv", "base"));
+        var before = model.named_parameters().Select(p => p.name).ToList();
+        // q_proj of every layer is attached first; the rank 0 of layer 1's v_proj then fails.
+        var config = new LoraConfig
+        {
+            R = 4, LoraAlpha = 8, TargetModules = TargetModules.FromNames(["q_proj", "v_proj"]),
+            RankPattern = new Dictionary<string, int> { ["model.layers.1.self_attn.v_proj"] = 0 },
+        };
+        var error = Assert.Throws<LoraException>(() => PeftInjector.Inject(model, config));
+        Assert.Contains("rank", error.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(before, model.named_parameters().Select(p => p.name).ToList());
+        Assert.Empty(model.AdaptedLayers());
+        PeftInjector.Inject(model, config with { RankPattern = new Dictionary<string, int>() }); // the name is free again
+    }
 }
