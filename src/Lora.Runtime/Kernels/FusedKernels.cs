@@ -3,7 +3,7 @@ namespace Lora.Kernels;
 /// <summary>
 /// Whether the model code uses the memory-lean autograd functions of this folder (<see cref="RmsNormFunction"/>,
 /// <see cref="SwiGluFunction"/>, <see cref="RotaryFunction"/>; on CUDA, see <see cref="MemoryLeanOnCpu"/>),
-/// grouped-query attention without repeating K/V (<see cref="AtenScript.Attention"/>) and LoRA's folded update
+/// grouped-query attention without repeating K/V (<see cref="AtenScript.CausalAttention"/>) and LoRA's folded update
 /// (<c>LoraAdapter.AdaptOutput</c>), or the plain composite ops that autograd differentiates step by step. On by
 /// default; the composite path stays for the A/B benchmark (<c>bench/Lora.Bench train-throughput --kernels
 /// composite</c>) and for the tests that compare the two. Both compute the same forward values; gradients agree to
@@ -66,18 +66,10 @@ public static class FusedKernels
 
     /// <summary>Runs this thread on the composite path until disposed (tests compare the paths side by side without
     /// touching other threads).</summary>
-    internal static IDisposable Composite() => new Override(false);
-
-    private sealed class Override : IDisposable
+    internal static IDisposable Composite()
     {
-        private readonly bool? _previous;
-
-        public Override(bool value)
-        {
-            _previous = _threadOverride;
-            _threadOverride = value;
-        }
-
-        public void Dispose() => _threadOverride = _previous;
+        var previous = _threadOverride;
+        _threadOverride = false;
+        return new Restore(() => _threadOverride = previous);
     }
 }

@@ -20,7 +20,7 @@ internal static class Attention
     /// <summary>
     /// <see cref="ScaledDotProduct"/> with grouped-query attention: k/v <c>(B, H_kv, Tk, d)</c> with H a multiple of
     /// H_kv. The kernel shares each key/value head with its group of query heads (<c>enable_gqa</c>, through
-    /// <see cref="AtenScript.Attention"/>), so K and V are not copied to every head — nor their gradients summed back —
+    /// <see cref="AtenScript.CausalAttention"/>), so K and V are not copied to every head — nor their gradients summed back —
     /// as with <see cref="RepeatKv"/>. Only without a mask, as transformers decides (<c>use_gqa_in_sdpa</c>,
     /// integrations/sdpa_attention.py): with an explicit mask SDPA cannot take its flash kernel and its GQA support then
     /// falls back to the math kernel, so masked passes (padding, KV cache, the block-diagonal packed mask) repeat K/V and
@@ -32,7 +32,7 @@ internal static class Attention
         if (repeats == 1)
             return ScaledDotProduct(q, k, v, mask, dropout);
         if (FusedKernels.Enabled && mask is null)
-            return AtenScript.Attention(q, k, v, null, dropout, causal: true);
+            return AtenScript.CausalAttention(q, k, v, dropout);
         using var scope = NewDisposeScope();
         return ScaledDotProduct(q, RepeatKv(k, repeats), RepeatKv(v, repeats), mask, dropout).MoveToOuterDisposeScope();
     }
