@@ -220,6 +220,45 @@ public class DiagnosticsTests
         Assert.Equal(("LORA0020", DiagnosticSeverity.Warning), (reported.Id, reported.Severity));
     }
 
+    /// <summary>A misspelt alternative of Targets: a warning (LORA0025) on the argument; the plan stays valid and adapts
+    /// what the other alternatives select.</summary>
+    [Theory]
+    [InlineData("""[Lora(Targets = {|LORA0025:"q_proj|v_projj"|})] public partial class M : LlamaForCausalLM { }""", "v_projj")]
+    [InlineData("""[IA3(Targets = {|LORA0025:"k_proj|v_proj|down_prj"|})] public partial class M : LlamaForCausalLM { }""", "down_prj")]
+    [InlineData("""[Lora(Targets = {|LORA0025:"(q|v)_proj|x_proj"|})] public partial class M : LlamaForCausalLM { }""", "x_proj")]
+    public async Task A_Targets_alternative_that_matches_nothing_is_a_warning_and_the_plan_stays_valid(string code, string alternative)
+    {
+        await VerifyAsync<InvalidLoraTargetAnalyzer>(Usings + code);
+        var (result, output) = TestCompilation.Run(TestCompilation.Create(Usings + Regex.Replace(code, @"\{\|LORA\d{4}:(.*?)\|\}", "$1"), Usage));
+        var generated = result.Results.Single().GeneratedSources;
+        Assert.Equal(2, generated.Length);
+        Assert.DoesNotContain(generated, g => g.SourceText.ToString().Contains("is invalid", StringComparison.Ordinal));
+        Assert.Empty(TestCompilation.Problems(output));
+        var reported = Assert.Single(await AnalyzerRunner.Diagnostics(output));
+        Assert.Equal(("LORA0025", DiagnosticSeverity.Warning), (reported.Id, reported.Severity));
+        Assert.Contains($"the alternative '{alternative}' of Targets", reported.GetMessage(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""[Lora(Targets = "q_proj|v_proj")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = "(q_proj|c_attn)")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = @"model\.layers\.0\.self_attn\.(q_proj|x_proj)|v_proj")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = "[qv]_proj|o_proj")] public partial class M : LlamaForCausalLM { }""")]
+    [InlineData("""[Lora(Targets = "all-linear")] public partial class M : LlamaForCausalLM { }""")]
+    public async Task Alternatives_inside_groups_or_that_all_match_raise_no_warning(string code)
+    {
+        Assert.Empty(await AnalyzerRunner.Diagnostics(TestCompilation.Create(Usings + code)));
+    }
+
+    [Fact]
+    public void Top_level_alternatives_split_outside_groups_classes_and_escapes()
+    {
+        Assert.Equal(["q_proj", "v_proj"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("q_proj|v_proj"));
+        Assert.Equal(["(q|v)_proj", "x"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("(q|v)_proj|x"));
+        Assert.Equal(["[|]a", @"b\|c", ""], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives(@"[|]a|b\|c|"));
+        Assert.Equal(["q_proj"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("q_proj"));
+    }
+
     [Fact]
     public async Task Quantize_messages_name_the_attribute_the_class_and_the_setting()
     {
@@ -357,7 +396,7 @@ public class DiagnosticsTests
     public void Every_rule_has_a_documentation_page_and_a_release_entry()
     {
         var ids = AnalyzerRunner.All.SelectMany(a => a.SupportedDiagnostics).Select(d => d.Id).Distinct().Order().ToList();
-        Assert.Equal(Enumerable.Range(1, 24).Select(i => $"LORA{i:0000}"), ids);
+        Assert.Equal(Enumerable.Range(1, 25).Select(i => $"LORA{i:0000}"), ids);
         var unshipped = File.ReadAllText(Path.Combine(TestCompilation.RepoRoot, "src", "Lora.Generators", "AnalyzerReleases.Unshipped.md"));
         foreach (var id in ids)
         {

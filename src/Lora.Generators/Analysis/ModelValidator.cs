@@ -184,6 +184,7 @@ internal static class ModelValidator
             else
             {
                 kind.CheckResolution(a, display, moduleTree, resolution, kinds, diagnostics);
+                CheckAlternatives(display, targets!, targetsLocation, BaseName(type), moduleTree, resolution, a.ModulesToSave, layers, kinds, diagnostics);
             }
         }
 
@@ -191,6 +192,29 @@ internal static class ModelValidator
             QuantizeValidator.Check(quantize, $"[Quantize] on '{name}'", hasPlan: true, diagnostics);
 
         return new ModelValidation { Diagnostics = diagnostics.ToImmutableArray(), Plans = plans.ToImmutableArray(), IsModel = isModel, Quantize = quantize };
+    }
+
+    /// <summary>
+    /// LORA0025 (a warning): an alternative of a <c>Targets</c> regex that selects no module while the whole selects some
+    /// — a typo such as <c>"q_proj|v_projj"</c>, which PEFT also accepts silently (it raises only when nothing at all
+    /// matches: <c>BaseTuner.inject_adapter</c>, tuners_utils.py). Only the top-level alternatives are checked, each
+    /// resolved alone with the same rules.
+    /// </summary>
+    private static void CheckAlternatives(string display, string targets, Location? location, string modelName, ModuleTree tree, TargetResolution whole,
+        IReadOnlyList<string> modulesToSave, IReadOnlyList<int>? layers, ImmutableArray<string> kinds, List<LoraDiagnostic> diagnostics)
+    {
+        var alternatives = TargetResolver.TopLevelAlternatives(targets);
+        if (alternatives.Count < 2)
+            return;
+        foreach (var alternative in alternatives)
+        {
+            var alone = tree.Resolve(alternative, modulesToSave, layers, kinds);
+            if (alone.RegexError is null && alone.Targets.IsEmpty && alone.NotAdaptable.IsEmpty && alone.OutsideLayers.IsEmpty)
+            {
+                diagnostics.Add(new LoraDiagnostic(DiagnosticDescriptors.TargetAlternativeMatchesNothing, location,
+                    new object[] { display, alternative, targets, modelName, List(whole.Targets.Select(t => t.Node.Leaf ?? t.Node.DisplayPath).Distinct(StringComparer.Ordinal)), List(whole.AvailableLeaves) }));
+            }
+        }
     }
 
     /// <summary>Up to three modules for a message: <c>'path' (Type)</c>.</summary>

@@ -141,6 +141,12 @@ internal static class DiagnosticDescriptors
         "Invalid bottleneck-adapter setting",
         "{0}: {1} = {2}; {3}");
 
+    public static readonly DiagnosticDescriptor TargetAlternativeMatchesNothing = Create(
+        "LORA0025",
+        "A Targets alternative matches no layer",
+        "{0}: the alternative '{1}' of Targets '{2}' matches no layer of {3}, so it adapts nothing (the other alternatives select {4}); adaptable layers: {5}",
+        DiagnosticSeverity.Warning);
+
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true,
             helpLinkUri: HelpBase + id + ".md");

@@ -89,7 +89,11 @@ public sealed class CausalLMObjective : ITrainingObjective
         return new Dictionary<string, double> { ["loss"] = sum / tokens, ["perplexity"] = Math.Exp(sum / tokens) };
     }
 
-    /// <summary>A collated batch with the label-token normaliser.</summary>
+    /// <summary>A collated batch with the label-token normaliser: <c>labels[:, 1:] != -100</c> of the batch as collated,
+    /// transformers' <c>num_items_in_batch</c> (<c>Trainer.get_batch_samples</c>). With prompt tuning / P-tuning the
+    /// summed loss also holds the first label, which the last virtual position predicts (PEFT pads the labels in front),
+    /// while the count leaves it out — as the Trainer's does, since it counts before PEFT pads; the model's own mean
+    /// (no <c>num_items_in_batch</c>, and our <see cref="Evaluate"/>) counts it.</summary>
     private sealed class SftBatch(Batch batch) : IObjectiveBatch
     {
         public Batch Batch { get; } = batch;
