@@ -254,46 +254,53 @@ public sealed partial class LoraModelGenerator
             if (modelLevel.Count > 0)
                 w.WriteLine("/// A prompt-learning plan has no layers: its encoder is attached to the model by <c>PeftInjector.Inject</c>.");
             w.WriteLine("/// <paramref name=\"adapterName\"/>: null adds every declared adapter; a declared name adds that one; with a single plan,");
-            w.WriteLine("/// any other name adds the plan under that name. Returns the adapted paths.</summary>");
+            w.WriteLine("/// any other name adds the plan under that name. Returns the adapted paths. All or nothing: when an attach throws, the");
+            w.WriteLine("/// adapters this call added are removed again (<c>PeftInjector.AllOrNothing</c>).</summary>");
             w.WriteLine(GeneratedCode);
             w.WriteLine($"public {StringList} InjectAdapters(string? adapterName = null)");
             using (w.Block())
             {
-                w.WriteLine("var injected = new global::System.Collections.Generic.List<string>();");
-                w.WriteLine($"foreach (var plan in {Plans}.SelectPlans(this, adapterName))");
-                using (w.Block())
+                w.WriteLine($"var plans = {Plans}.SelectPlans(this, adapterName);");
+                w.WriteLine("// All or nothing, as PeftInjector.Inject: a failure part-way removes the adapters this call added.");
+                w.WriteLine("return global::Lora.Peft.PeftInjector.AllOrNothing(this, global::System.Linq.Enumerable.Select(plans, p => p.AdapterName), () =>");
+                using (w.Block(");"))
                 {
-                    if (modelLevel.Count == spec.Plans.Length)
+                    w.WriteLine("var injected = new global::System.Collections.Generic.List<string>();");
+                    w.WriteLine("foreach (var plan in plans)");
+                    using (w.Block())
                     {
-                        w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
-                    }
-                    else
-                    {
-                        if (modelLevel.Count > 0)
+                        if (modelLevel.Count == spec.Plans.Length)
                         {
-                            w.WriteLine($"if (__PlanIndex(plan.AdapterName) is {string.Join(" or ", modelLevel)})");
-                            using (w.Block())
+                            w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
+                        }
+                        else
+                        {
+                            if (modelLevel.Count > 0)
                             {
-                                w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
-                                w.WriteLine("continue;");
+                                w.WriteLine($"if (__PlanIndex(plan.AdapterName) is {string.Join(" or ", modelLevel)})");
+                                using (w.Block())
+                                {
+                                    w.WriteLine("injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));");
+                                    w.WriteLine("continue;");
+                                }
+
+                                w.WriteLine();
                             }
 
-                            w.WriteLine();
-                        }
+                            w.WriteLine("var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);");
+                            w.WriteLine("foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))");
+                            using (w.Block())
+                            {
+                                w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
+                                w.WriteLine("injected.Add(path);");
+                            }
 
-                        w.WriteLine("var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);");
-                        w.WriteLine("foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))");
-                        using (w.Block())
-                        {
-                            w.WriteLine("global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);");
-                            w.WriteLine("injected.Add(path);");
+                            w.WriteLine("global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training");
                         }
-
-                        w.WriteLine("global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training");
                     }
-                }
 
-                w.WriteLine("return injected;");
+                    w.WriteLine("return injected;");
+                }
             }
 
             w.WriteLine();

@@ -40,6 +40,12 @@ public partial class Gpt2AllLinearLora : Gpt2LMHeadModel
 {
 }
 
+[Lora(R = 4, Alpha = 8, Targets = "q_proj")]
+[Lora(R = 4, Alpha = 8, Targets = "v_proj", AdapterName = "second")]
+public partial class LlamaTwoPlanLora : LlamaForCausalLM
+{
+}
+
 /// <summary>
 /// The generated (typed, build-time-resolved) path and the dynamic (run-time-resolved, PEFT-config) path are the same
 /// thing: same adapter keys and shapes, same initial values under the same seed, and after loading the PEFT fixture
@@ -194,5 +200,25 @@ public class EquivalenceTests
         model.MergeAndUnload();
         Assert.Empty(model.AdaptedLayers());
         LogitsAssert.Close(model.Forward(ids), before, what: "merge and unload");
+    }
+
+    [Fact]
+    public void Generated_injection_that_fails_part_way_removes_what_it_added()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new LlamaTwoPlanLora((LlamaConfig)ModelConfigLoader.Load(Peft("llama_qv", "base")));
+        // "second" already sits on layer 1's v_proj: the second plan attaches layer 0's v_proj, then fails on layer 1's,
+        // after the first plan has put "default" on every q_proj.
+        var taken = model.Model.Layers[1].SelfAttn.VProj;
+        PeftInjector.Attach(taken, "model.layers.1.self_attn.v_proj", (TunerConfig)PeftInjector.Prepare(model, new LoraConfig { R = 2, TargetModules = TargetModules.FromNames(["v_proj"]) }), "second");
+        var before = model.named_parameters().Select(p => p.name).ToList();
+
+        var error = Assert.Throws<LoraException>(() => model.InjectAdapters());
+        Assert.Contains("already exists", error.Message, StringComparison.Ordinal);
+        Assert.Equal(before, model.named_parameters().Select(p => p.name).ToList()); // "default" and layer 0's "second" gone
+        Assert.True(taken.HasAdapter("second"));                                       // what was there before stays
+
+        taken.DeleteAdapter("second");
+        Assert.Equal(2 * model.Config.NumLayers, model.InjectAdapters().Count);       // and the names are free again
     }
 }

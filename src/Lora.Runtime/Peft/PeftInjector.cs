@@ -18,24 +18,49 @@ public static class PeftInjector
     /// (modules_to_save, LoRA's <c>bias</c> setting); adapters keep their flags. Returns the adapted paths (ordinal order).</summary>
     /// <exception cref="LoraException">The targets match no layer that can host the method (the message lists the
     /// linear layers there are), or match one that cannot (e.g. a norm). Nothing is left attached then.</exception>
-    public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName)
+    public static IReadOnlyList<string> Inject(nn.Module model, PeftConfig config, string adapterName = PeftAdapter.DefaultName) =>
+        AllOrNothing(model, [adapterName], () =>
+        {
+            var paths = PeftMethods.For(config).Inject(model, config, adapterName);
+            FreezeBase(model, config, adapterName);
+            return paths;
+        });
+
+    /// <summary>Runs <paramref name="inject"/>, which adds the adapters <paramref name="adapterNames"/>, all or
+    /// nothing: when it throws part-way (e.g. a rank_pattern entry of 0 for one layer, or the second of two plans), what
+    /// it attached is removed again, then the exception propagates — a name no layer had before entirely
+    /// (<see cref="PeftAdapter.Remove"/>), a name some layers had already only from the layers that had it not.
+    /// <see cref="Inject"/> and the generated <c>InjectAdapters</c> both run through it.</summary>
+    public static IReadOnlyList<string> AllOrNothing(nn.Module model, IEnumerable<string> adapterNames, Func<IReadOnlyList<string>> inject)
     {
-        // All or nothing: a failure part-way (e.g. a rank_pattern entry of 0 for one layer) removes what was attached,
-        // unless the name was there before (then the method refused it before attaching anything).
-        var present = model.modules().OfType<IAdapterHost>().Any(h => h.HasAdapter(adapterName));
-        IReadOnlyList<string> paths;
+        ArgumentNullException.ThrowIfNull(inject);
+        var names = adapterNames.Distinct(StringComparer.Ordinal).ToList();
+        var before = new Dictionary<IAdapterHost, HashSet<string>>(ReferenceEqualityComparer.Instance);
+        foreach (var host in model.modules().OfType<IAdapterHost>())
+            before[host] = names.Where(host.HasAdapter).ToHashSet(StringComparer.Ordinal);
         try
         {
-            paths = PeftMethods.For(config).Inject(model, config, adapterName);
+            return inject();
         }
-        catch (Exception) when (!present)
+        catch (Exception)
         {
-            PeftAdapter.Remove(model, adapterName);
+            foreach (var name in names)
+            {
+                if (!before.Values.Any(had => had.Contains(name)))
+                {
+                    PeftAdapter.Remove(model, name);
+                    continue;
+                }
+
+                foreach (var host in model.modules().OfType<IAdapterHost>())
+                {
+                    if (host.HasAdapter(name) && !(before.TryGetValue(host, out var had) && had.Contains(name)))
+                        host.DeleteAdapter(name);
+                }
+            }
+
             throw;
         }
-
-        FreezeBase(model, config, adapterName);
-        return paths;
     }
 
     /// <summary>What <see cref="Inject"/> does after attaching (PEFT's <c>_mark_only_adapters_as_trainable</c>): every

@@ -53,22 +53,28 @@ namespace Demo
         /// <summary>Adds the declared adapter(s) to exactly the layers the plan resolved at build time (typed field accesses,
         /// ordinal path order, each through the method's <c>PeftInjector.Attach</c>, as the dynamic path does).
         /// <paramref name="adapterName"/>: null adds every declared adapter; a declared name adds that one; with a single plan,
-        /// any other name adds the plan under that name. Returns the adapted paths.</summary>
+        /// any other name adds the plan under that name. Returns the adapted paths. All or nothing: when an attach throws, the
+        /// adapters this call added are removed again (<c>PeftInjector.AllOrNothing</c>).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public global::System.Collections.Generic.IReadOnlyList<string> InjectAdapters(string? adapterName = null)
         {
-            var injected = new global::System.Collections.Generic.List<string>();
-            foreach (var plan in global::Lora.PeftModelPlans.SelectPlans(this, adapterName))
+            var plans = global::Lora.PeftModelPlans.SelectPlans(this, adapterName);
+            // All or nothing, as PeftInjector.Inject: a failure part-way removes the adapters this call added.
+            return global::Lora.Peft.PeftInjector.AllOrNothing(this, global::System.Linq.Enumerable.Select(plans, p => p.AdapterName), () =>
             {
-                var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);
-                foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))
+                var injected = new global::System.Collections.Generic.List<string>();
+                foreach (var plan in plans)
                 {
-                    global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);
-                    injected.Add(path);
+                    var config = (global::Lora.Peft.TunerConfig)global::Lora.Peft.PeftInjector.Prepare(this, plan.Config);
+                    foreach (var (path, layer) in __AdapterTargets(__PlanIndex(plan.AdapterName)))
+                    {
+                        global::Lora.Peft.PeftInjector.Attach(layer, path, config, plan.AdapterName);
+                        injected.Add(path);
+                    }
+                    global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training
                 }
-                global::Lora.Peft.PeftInjector.FreezeBase(this, config, plan.AdapterName); // as PeftInjector.Inject: the base stops training
-            }
-            return injected;
+                return injected;
+            });
         }
 
         /// <summary>Prints PEFT's <c>trainable params: … || all params: … || trainable%: …</c> line.</summary>

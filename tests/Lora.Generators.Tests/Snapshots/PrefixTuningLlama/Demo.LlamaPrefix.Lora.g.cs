@@ -54,16 +54,22 @@ namespace Demo
         /// ordinal path order, each through the method's <c>PeftInjector.Attach</c>, as the dynamic path does).
         /// A prompt-learning plan has no layers: its encoder is attached to the model by <c>PeftInjector.Inject</c>.
         /// <paramref name="adapterName"/>: null adds every declared adapter; a declared name adds that one; with a single plan,
-        /// any other name adds the plan under that name. Returns the adapted paths.</summary>
+        /// any other name adds the plan under that name. Returns the adapted paths. All or nothing: when an attach throws, the
+        /// adapters this call added are removed again (<c>PeftInjector.AllOrNothing</c>).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("Lora.Generators", "%VERSION%")]
         public global::System.Collections.Generic.IReadOnlyList<string> InjectAdapters(string? adapterName = null)
         {
-            var injected = new global::System.Collections.Generic.List<string>();
-            foreach (var plan in global::Lora.PeftModelPlans.SelectPlans(this, adapterName))
+            var plans = global::Lora.PeftModelPlans.SelectPlans(this, adapterName);
+            // All or nothing, as PeftInjector.Inject: a failure part-way removes the adapters this call added.
+            return global::Lora.Peft.PeftInjector.AllOrNothing(this, global::System.Linq.Enumerable.Select(plans, p => p.AdapterName), () =>
             {
-                injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));
-            }
-            return injected;
+                var injected = new global::System.Collections.Generic.List<string>();
+                foreach (var plan in plans)
+                {
+                    injected.AddRange(global::Lora.Peft.PeftInjector.Inject(this, plan.Config, plan.AdapterName));
+                }
+                return injected;
+            });
         }
 
         /// <summary>Prints PEFT's <c>trainable params: … || all params: … || trainable%: …</c> line.</summary>
