@@ -11,6 +11,7 @@ return args.FirstOrDefault() switch
     "quant-speed" => QuantSpeed.Run(args[1..]),
     "methods" => MethodComparison.Run(args[1..]),
     "kernels" => KernelsBench.Run(args[1..]),
+    "step-breakdown" => StepBreakdown.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -26,6 +27,8 @@ static int Usage()
           optimizer-step    [shape flags, --r 8 --targets LIST --rounds N]: TorchSharp AdamW + clipping vs the fused ones
           load-memory [--dir DIR] [--dtype bf16|fp32] | quant-memory [--dir DIR] | qlora-step [--quantize nf4|fp4|int8 --device D] | quant-speed
           kernels           [shape flags, --r N --dtype D --threads N --rounds N]: each Kernels/ function vs the composite ops
+          step-breakdown    [shape flags as train-throughput, --steps N --threads N --json]: the step split into its parts, and the
+                             base matmuls and attention of the step run alone (how far MFU can go at the shape)
           methods           [--out DIR --steps N --pretrain-steps N] [--table]: the methods comparison (docs/methods.md)
         """);
     return 2;
