@@ -149,6 +149,21 @@ public sealed class AlignmentCommandsTests
         Assert.Equal(1, code);
         Assert.Contains("the output directory is not empty", stderr);
         Assert.DoesNotContain("   at ", stderr);
+
+        // The trainer's options are lora train's, --report-to included: neither TensorBoard nor metrics.jsonl.
+        (code, stdout, stderr) = Run([.. args, "--overwrite", "--report-to", "none"]);
+        Assert.True(code == 0, stderr);
+        Assert.False(File.Exists(Path.Combine(outDir, "metrics.jsonl")));
+        Assert.False(Directory.Exists(Path.Combine(outDir, "runs")));
+        using (var json = JsonDocument.Parse(stdout))
+        {
+            Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("metrics").ValueKind);
+            Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("tensorboard").ValueKind);
+        }
+
+        (code, _, stderr) = Run([.. args, "--overwrite", "--report-to", "wandb"]);
+        Assert.Equal(1, code);
+        Assert.Contains("--report-to 'wandb' is not one of tensorboard, jsonl, all, none.", stderr);
     }
 
     [Fact]

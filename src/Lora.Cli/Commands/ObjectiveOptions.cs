@@ -38,34 +38,15 @@ internal sealed class ObjectiveOptions
     public readonly Option<string?> FeedForward = new("--feedforward") { Description = "IA3: the targets whose input is scaled (default: PEFT's for the model type)." };
     public readonly Option<string?> Template = new("--template") { Description = "Chat template for conversational data: chatml (default) or llama2." };
     public readonly Option<int> MaxLength = new("--max-length") { Description = "TRL's max_length (tokens).", DefaultValueFactory = _ => 1024 };
-    public readonly Option<double> LearningRate;
-    public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (not on biases and norm weights).", DefaultValueFactory = _ => 0.0 };
-    public readonly Option<string> Scheduler = new("--scheduler") { Description = "constant, constant_with_warmup, linear or cosine.", DefaultValueFactory = _ => "linear" };
-    public readonly Option<int?> WarmupSteps = new("--warmup-steps") { Description = "Linear warmup from 0 over N steps (default 0)." };
-    public readonly Option<double?> WarmupRatio = new("--warmup-ratio") { Description = "Warmup over ceil(total steps × F) steps." };
-    public readonly Option<double?> Epochs = new("--epochs") { Description = "Passes over the data (default 3)." };
-    public readonly Option<int?> MaxSteps = new("--max-steps") { Description = "Optimizer steps to run (instead of --epochs)." };
-    public readonly Option<int> BatchSize;
-    public readonly Option<int> GradAccum = new("--grad-accum") { Description = "Micro-batches per optimizer step.", DefaultValueFactory = _ => 1 };
-    public readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "Clip the global gradient norm (0 = off).", DefaultValueFactory = _ => 1.0 };
-    public readonly Option<bool> NoShuffle = new("--no-shuffle") { Description = "Read the data in file order." };
-    public readonly Option<bool> GroupByLength = new("--group-by-length") { Description = "Batch examples of similar length." };
-    public readonly Option<int> LoggingSteps = new("--logging-steps") { Description = "Log every N steps.", DefaultValueFactory = _ => 10 };
-    public readonly Option<string?> EvalData = new("--eval-data") { Description = "Evaluation data (same format as --data)." };
-    public readonly Option<int?> EvalSteps = new("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
-    public readonly Option<bool> EvalOnStart = new("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
-    public readonly Option<bool> Overwrite = new("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
-    public readonly Option<int> SaveSteps = new("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
-    public readonly Option<int?> SaveTotalLimit = new("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
-    public readonly Option<string?> Resume = new("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
-    public readonly Option<int> Seed = new("--seed") { Description = "Seed for adapter init, dropout, data order and sampling.", DefaultValueFactory = _ => 42 };
-    public readonly Option<bool> Bf16 = new("--bf16") { Description = "Same as --dtype bf16." };
-    public readonly Option<string> DType = new("--dtype") { Description = "Compute dtype of the base model (and a reference or reward model): auto (bf16 on CUDA, fp32 on the CPU), bf16 or fp32. Adapters, heads and the optimizer state stay fp32.", DefaultValueFactory = _ => "auto" };
-    public readonly Option<bool> Checkpointing = new("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
-    public readonly Option<bool> Offload = new("--optimizer-offload") { Description = "Keep AdamW's state (and fp32 copies of the trainable weights) in CPU memory." };
     public readonly Option<string> Device = CommonOptions.Device();
     public readonly Option<bool> Json = CommonOptions.Json();
     public readonly QuantizeOptions Quantize = new();
+
+    /// <summary>The trainer's settings, shared with <c>lora train</c>.</summary>
+    public readonly TrainerOptions Training;
+
+    /// <summary><c>--eval-data</c> (one of <see cref="Training"/>'s).</summary>
+    public Option<string?> EvalData => Training.EvalData;
 
     /// <param name="dataDescription">What <c>--data</c> holds for this command.</param>
     /// <param name="learningRate">The command's default rate (TRL's config default).</param>
@@ -73,18 +54,15 @@ internal sealed class ObjectiveOptions
     public ObjectiveOptions(string dataDescription, double learningRate, int batchSize = 8)
     {
         Data = new Option<string>("--data") { Description = dataDescription, Required = true };
-        LearningRate = new Option<double>("--learning-rate") { Description = $"Peak learning rate (default {learningRate.ToString(Inv)}, TRL's; LoRA usually wants 10-100x more).", DefaultValueFactory = _ => learningRate };
-        BatchSize = new Option<int>("--batch-size") { Description = "Units per micro-batch.", DefaultValueFactory = _ => batchSize };
+        Training = new TrainerOptions(learningRate, "TRL's; LoRA usually wants 10-100x more", batchSize, "Units",
+            "adapter init, dropout, data order and sampling", "A reference or reward model runs in it too; adapters, heads and the optimizer state stay fp32.");
     }
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[]
-                 {
-                     Model, Data, Out, InitAdapter, Method, R, Alpha, Targets, LoraDropout, FeedForward, Template, MaxLength, LearningRate, WeightDecay,
-                     Scheduler, WarmupSteps, WarmupRatio, Epochs, MaxSteps, BatchSize, GradAccum, MaxGradNorm, NoShuffle, GroupByLength, LoggingSteps,
-                     EvalData, EvalSteps, EvalOnStart, Overwrite, SaveSteps, SaveTotalLimit, Resume, Seed, Bf16, DType, Checkpointing, Device, Json, Offload,
-                 })
+        foreach (var option in new Option[] { Model, Data, Out, InitAdapter, Method, R, Alpha, Targets, LoraDropout, FeedForward, Template, MaxLength, Device, Json })
+            command.Options.Add(option);
+        foreach (var option in Training.All)
             command.Options.Add(option);
         foreach (var option in Quantize.All)
             command.Options.Add(option);
@@ -96,7 +74,7 @@ internal sealed class ObjectiveOptions
     public readonly DistributedOptions Distributed = new();
 
     /// <summary>What a command line asks for, checked before anything is loaded.</summary>
-    public sealed record Request(TrainingOptions Training, QuantizationConfig? Quantization, string? ResumeFrom, string ModelDir, string OutDir, bool Json, string Method);
+    public sealed record Request(TrainingOptions Training, QuantizationConfig? Quantization, string? ResumeFrom, string ModelDir, string OutDir, bool Json, string Method, bool TensorBoard);
 
     /// <summary>Checks the options (conflicts first, so nothing is loaded for a command line that cannot run) and
     /// builds the trainer's options.</summary>
@@ -112,68 +90,21 @@ internal sealed class ObjectiveOptions
             throw new LoraException("--feedforward is an IA3 option: add --method ia3 or drop it.");
         if (parse.GetValue(InitAdapter) is not null && (loraOptions || parse.GetValue(Targets) is not null || parse.GetValue(FeedForward) is not null || parse.GetResult(Method) is { Implicit: false }))
             throw new LoraException("--init-adapter takes the method, targets and its other settings from its adapter_config.json; drop --method/--r/--alpha/--targets/--lora-dropout/--feedforward.");
-        if (parse.GetValue(Epochs) is not null && parse.GetValue(MaxSteps) is not null)
-            throw new LoraException("--epochs and --max-steps conflict: give one.");
-        if (parse.GetValue(WarmupSteps) is not null && parse.GetValue(WarmupRatio) is not null)
-            throw new LoraException("--warmup-steps and --warmup-ratio conflict: give one.");
-        if (parse.GetValue(NoShuffle) && parse.GetValue(GroupByLength))
-            throw new LoraException("--no-shuffle and --group-by-length conflict: give one.");
-        if (parse.GetValue(EvalSteps) is not null && parse.GetValue(EvalData) is null)
-            throw new LoraException("--eval-steps needs --eval-data FILE.");
+        Training.Check(parse);
         if (!File.Exists(parse.GetValue(Data)))
             throw new LoraException($"{parse.GetValue(Data)}: file not found.");
-        if (parse.GetValue(EvalData) is { } ed && !File.Exists(ed))
-            throw new LoraException($"{ed}: file not found.");
         if (parse.GetValue(InitAdapter) is { } init && !Directory.Exists(init))
             throw new LoraException($"{init}: adapter directory not found.");
-        var dtypeText = parse.GetValue(DType)!.ToLowerInvariant();
-        if (dtypeText is not ("auto" or "bf16" or "bfloat16" or "fp32" or "float32"))
-            throw new LoraException($"--dtype '{dtypeText}' is not one of auto, bf16, fp32 (fp16 training would need loss scaling).");
-        if (parse.GetValue(Bf16) && dtypeText is "fp32" or "float32")
-            throw new LoraException("--bf16 and --dtype fp32 contradict each other; give one.");
         var outDir = parse.GetValue(Out)!;
-        string? resumeFrom = null;
-        if (parse.GetResult(Resume) is not null)
-        {
-            resumeFrom = parse.GetValue(Resume) ?? TrainingCheckpoints.Latest(outDir)
-                ?? throw new LoraException($"{outDir}: --resume found no checkpoint-N directory to resume from.");
-            if (!Directory.Exists(resumeFrom))
-                throw new LoraException($"{resumeFrom}: checkpoint directory not found.");
-        }
-
-        var options = new TrainingOptions
-        {
-            LearningRate = parse.GetValue(LearningRate),
-            WeightDecay = parse.GetValue(WeightDecay),
-            Scheduler = LearningRateSchedule.ParseType(parse.GetValue(Scheduler)!),
-            WarmupSteps = parse.GetValue(WarmupSteps) ?? 0,
-            WarmupRatio = parse.GetValue(WarmupRatio),
-            Epochs = parse.GetValue(Epochs) ?? 3,
-            MaxSteps = parse.GetValue(MaxSteps) ?? -1,
-            BatchSize = parse.GetValue(BatchSize),
-            EvalBatchSize = parse.GetValue(BatchSize),
-            GradientAccumulationSteps = parse.GetValue(GradAccum),
-            MaxGradNorm = parse.GetValue(MaxGradNorm),
-            Seed = parse.GetValue(Seed),
-            Sampling = parse.GetValue(NoShuffle) ? SamplingStrategy.Sequential : parse.GetValue(GroupByLength) ? SamplingStrategy.GroupByLength : SamplingStrategy.Random,
-            LoggingSteps = parse.GetValue(LoggingSteps),
-            EvalSteps = parse.GetValue(EvalSteps),
-            EvalOnStart = parse.GetValue(EvalOnStart) && parse.GetValue(EvalData) is not null,
-            OverwriteOutputDirectory = parse.GetValue(Overwrite),
-            SaveSteps = parse.GetValue(SaveSteps),
-            SaveTotalLimit = parse.GetValue(SaveTotalLimit),
-            MaxLength = parse.GetValue(MaxLength),
-            Bf16 = parse.GetValue(Bf16) || dtypeText is "bf16" or "bfloat16",
-            GradientCheckpointing = parse.GetValue(Checkpointing),
-            OptimizerOffload = parse.GetValue(Offload),
-        };
+        var resumeFrom = Training.ResumeFrom(parse, outDir);
+        var options = Training.Read(parse) with { MaxLength = parse.GetValue(MaxLength) };
         options.Validate();
         var quantization = Quantize.Read(parse, parse.GetValue(Device)!);
         // Under mpirun every rank runs the command; rank 0 alone prints and writes (docs/distributed.md).
         options = options with { DataParallel = Distributed.Join(parse) };
         if (resumeFrom is null && options.DataParallel is not { IsRoot: false })
             Trainer.PrepareOutputDirectory(outDir, options.OverwriteOutputDirectory); // before anything loads
-        return new Request(options, quantization, resumeFrom, parse.GetValue(Model)!, outDir, parse.GetValue(Json), methodName);
+        return new Request(options, quantization, resumeFrom, parse.GetValue(Model)!, outDir, parse.GetValue(Json), methodName, Training.Reporters(parse).TensorBoard);
     }
 
     /// <summary>The chat template for conversational data, or null (ChatML).</summary>
@@ -185,7 +116,7 @@ internal sealed class ObjectiveOptions
     {
         var dev = DistributedOptions.DeviceFor(request.Training.DataParallel, parse.GetValue(Device)!,
             TorchRuntime.Initialize(parse.GetValue(Device)!, notice => stderr.WriteLine($"warning: {notice}")));
-        if (parse.GetValue(DType)!.Equals("auto", StringComparison.OrdinalIgnoreCase) && dev.type == DeviceType.CUDA && !request.Training.Bf16)
+        if (Training.DTypeIsAuto(parse) && dev.type == DeviceType.CUDA && !request.Training.Bf16)
             request = request with { Training = request.Training with { Bf16 = true } }; // bf16 by default on the GPU
         if (request.Training.Bf16 && dev.type != DeviceType.CUDA)
             stderr.WriteLine("warning: bf16 on the CPU runs libtorch's bf16 CPU kernels, several times slower than fp32 there; --dtype fp32 (the CPU default) is faster.");
@@ -267,9 +198,8 @@ internal sealed class ObjectiveOptions
         info.WriteLine($"{summary}; {trainer.TotalSteps} steps ({trainer.StepsPerEpoch} per epoch), warmup {trainer.Schedule.WarmupSteps}, device {model.parameters().First().device.type.ToString().ToLowerInvariant()}");
         trainer.Message += m => info.WriteLine(m);
         trainer.Logged += e => info.WriteLine(FormatLog(e, trainer.TotalSteps));
-        var tensorBoard = new TensorBoardLogger(Path.Combine(request.OutDir, TensorBoardLogger.DefaultDirectoryName));
-        if (trainer.IsRoot)
-            tensorBoard.Attach(trainer);
+        var tensorBoard = request.TensorBoard && trainer.IsRoot ? new TensorBoardLogger(Path.Combine(request.OutDir, TensorBoardLogger.DefaultDirectoryName)) : null;
+        tensorBoard?.Attach(trainer);
         var result = trainer.Train(request.ResumeFrom);
 
         var lastTrain = result.LogHistory.LastOrDefault(e => !e.IsEval);
@@ -287,7 +217,7 @@ internal sealed class ObjectiveOptions
                 ["checkpoints"] = result.Checkpoints.Select(Path.GetFullPath),
                 ["metrics"] = result.MetricsPath is { } metricsPath ? Path.GetFullPath(metricsPath) : null,
                 ["loss_curve"] = Path.GetFullPath(result.LossCurvePath),
-                ["tensorboard"] = Path.GetFullPath(tensorBoard.LogDirectory),
+                ["tensorboard"] = tensorBoard is null ? null : Path.GetFullPath(tensorBoard.LogDirectory),
                 ["train_metrics"] = lastTrain?.Metrics,
                 ["eval_metrics"] = lastEval?.Metrics,
             };
@@ -308,7 +238,7 @@ internal sealed class ObjectiveOptions
             if (lastEval?.Metrics is { Count: > 0 } em)
                 stdout.WriteLine($"last eval: {Metrics(em)}");
             stdout.WriteLine($"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})");
-            stdout.WriteLine($"metrics: {result.MetricsPath}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard.LogDirectory}");
+            stdout.WriteLine($"metrics: {result.MetricsPath ?? "not written (--report-to)"}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard?.LogDirectory ?? "not written (--report-to)"}");
         }
 
         return result;

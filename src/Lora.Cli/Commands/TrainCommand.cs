@@ -43,46 +43,21 @@ internal static class TrainCommand
         var template = new Option<string?>("--template") { Description = "Prompt template: alpaca, llama2, chatml, model (the model's own chat template, as apply_chat_template renders it), or a custom template string (default: by record format)." };
         var maxLength = new Option<int>("--max-length") { Description = "Examples are cut to this many tokens; packed rows have this length.", DefaultValueFactory = _ => 1024 };
         var packing = new Option<bool>("--packing") { Description = "Pack examples into rows of --max-length tokens (attention stays inside each example)." };
-        var lr = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-4 };
-        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and norm weights).", DefaultValueFactory = _ => 0.0 };
-        var scheduler = new Option<string>("--scheduler") { Description = "constant, constant_with_warmup, linear or cosine.", DefaultValueFactory = _ => "linear" };
-        var warmupSteps = new Option<int?>("--warmup-steps") { Description = "Linear warmup from 0 over N steps (default 0)." };
-        var warmupRatio = new Option<double?>("--warmup-ratio") { Description = "Warmup over ceil(total steps × F) steps." };
-        var epochs = new Option<double?>("--epochs") { Description = "Passes over the data (default 3)." };
-        var maxSteps = new Option<int?>("--max-steps") { Description = "Optimizer steps to run (instead of --epochs)." };
-        var batchSize = new Option<int>("--batch-size") { Description = "Examples per micro-batch.", DefaultValueFactory = _ => 8 };
-        var gradAccum = new Option<int>("--grad-accum") { Description = "Micro-batches per optimizer step.", DefaultValueFactory = _ => 1 };
-        var maxGradNorm = new Option<double>("--max-grad-norm") { Description = "Clip the global gradient norm (0 = off).", DefaultValueFactory = _ => 1.0 };
-        var noShuffle = new Option<bool>("--no-shuffle") { Description = "Read the data in file order." };
-        var groupByLength = new Option<bool>("--group-by-length") { Description = "Batch examples of similar length (transformers' group_by_length)." };
-        var loggingSteps = new Option<int>("--logging-steps") { Description = "Log every N steps.", DefaultValueFactory = _ => 10 };
-        var evalData = new Option<string?>("--eval-data") { Description = "Evaluation data (same formats as --data)." };
-        var evalSteps = new Option<int?>("--eval-steps") { Description = "Evaluate every N steps (default: --logging-steps)." };
-        var evalOnStart = new Option<bool>("--eval-on-start") { Description = "With --eval-data: evaluate before the first step, so the log starts at step 0 (default true; --eval-on-start false skips it).", DefaultValueFactory = _ => true };
-        var overwrite = new Option<bool>("--overwrite") { Description = "Train into a non-empty --out (its old checkpoint-N directories and runs/ are removed); without it a fresh run refuses one." };
-        var reportTo = new Option<string[]>("--report-to") { Description = "Where the log rows go besides the console: tensorboard (event files in OUT/runs), jsonl (OUT/metrics.jsonl), both (the default; also spelled all), or none. Comma-separated or repeated.", AllowMultipleArgumentsPerToken = true };
-        var saveSteps = new Option<int>("--save-steps") { Description = "Write checkpoint-N every N steps (and at the end; 0 = none).", DefaultValueFactory = _ => 500 };
-        var saveTotalLimit = new Option<int?>("--save-total-limit") { Description = "Keep only the newest K checkpoints." };
-        var resume = new Option<string?>("--resume") { Description = "Resume from a checkpoint directory, or the latest checkpoint in --out.", Arity = ArgumentArity.ZeroOrOne };
-        var seed = new Option<int>("--seed") { Description = "Seed for adapter init, dropout and data order.", DefaultValueFactory = _ => 42 };
-        var bf16 = new Option<bool>("--bf16") { Description = "Same as --dtype bf16." };
-        var dtype = new Option<string>("--dtype") { Description = "Compute dtype of the base model: auto (bf16 on CUDA, fp32 on the CPU), bf16 or fp32. Trainable weights and the optimizer state stay fp32 (master weights in full and top-layer modes).", DefaultValueFactory = _ => "auto" };
-        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute decoder layers in the backward pass (less memory)." };
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
         var quantize = new QuantizeOptions();
-        var offload = new Option<bool>("--optimizer-offload") { Description = "Keep AdamW's state (and fp32 copies of the trainable weights) in CPU memory; for GPU runs short of memory (bitsandbytes' paged optimizers' role)." };
+        var trainerOptions = new TrainerOptions(2e-4, null, 8, "Examples", "adapter init, dropout and data order",
+            "Trainable weights and the optimizer state stay fp32 (master weights in full and top-layer modes).");
         var mode = new Option<string>("--mode") { Description = "peft (an adapter of --method, the default; also spelled lora), full (every weight) or top-layers (the last --top-layers blocks and the final norm).", DefaultValueFactory = _ => "peft" };
         var topLayers = new Option<int>("--top-layers") { Description = "For --mode top-layers: how many of the last decoder blocks train.", DefaultValueFactory = _ => 2 };
         var command = new Command("train", "Fine-tune a model on instruction data: a LoRA adapter (default), or all / the top layers' weights.")
         {
-            mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, lr, wd, scheduler,
-            warmupSteps, warmupRatio, epochs, maxSteps, batchSize, gradAccum, maxGradNorm, noShuffle, groupByLength,
-            loggingSteps, evalData, evalSteps, evalOnStart, overwrite, reportTo, saveSteps, saveTotalLimit, resume, seed, bf16, dtype, checkpointing, device, json,
+            mode, method, topLayers, model, data, output, initAdapter, r, alpha, targets, dropout, feedForward, template, maxLength, packing, device, json,
         };
+        foreach (var option in trainerOptions.All)
+            command.Options.Add(option);
         foreach (var option in quantize.All)
             command.Options.Add(option);
-        command.Options.Add(offload);
         foreach (var option in methodOptions.All)
             command.Options.Add(option);
         var distributed = new DistributedOptions();
@@ -112,60 +87,20 @@ internal static class TrainCommand
                 throw new LoraException($"--method {methodName} has no rank, alpha or dropout: drop --r, --alpha and --lora-dropout.");
             if (MethodOptions.Builds(methodName) && parse.GetValue(targets) is not null)
                 throw new LoraException($"--method {methodName} chooses where it acts itself ({(methodName == "adapter" ? "--placement" : "virtual tokens, no layers")}): drop --targets.");
-            methodOptions.Check(parse, methodName, parse.GetValue(packing), parse.GetValue(checkpointing));
+            methodOptions.Check(parse, methodName, parse.GetValue(packing), parse.GetValue(trainerOptions.Checkpointing));
             if (methodName != "ia3" && parse.GetValue(feedForward) is not null)
                 throw new LoraException("--feedforward is an IA3 option: add --method ia3 or drop it.");
-            if (parse.GetValue(epochs) is not null && parse.GetValue(maxSteps) is not null)
-                throw new LoraException("--epochs and --max-steps conflict: give one (--max-steps overrides epochs in transformers; here it is an error).");
-            if (parse.GetValue(warmupSteps) is not null && parse.GetValue(warmupRatio) is not null)
-                throw new LoraException("--warmup-steps and --warmup-ratio conflict: give one.");
-            if (parse.GetValue(noShuffle) && parse.GetValue(groupByLength))
-                throw new LoraException("--no-shuffle and --group-by-length conflict: give one.");
-            if (parse.GetValue(evalSteps) is not null && parse.GetValue(evalData) is null)
-                throw new LoraException("--eval-steps needs --eval-data FILE.");
+            trainerOptions.Check(parse);
             if (parse.GetValue(initAdapter) is not null && (loraOptions || parse.GetValue(targets) is not null || parse.GetValue(feedForward) is not null || parse.GetResult(method) is { Implicit: false } || methodOptions.Given(parse)))
                 throw new LoraException("--init-adapter takes the method, targets and its other settings from its adapter_config.json; drop --method/--r/--alpha/--targets/--lora-dropout/--feedforward.");
             if (!File.Exists(parse.GetValue(data)))
                 throw new LoraException($"{parse.GetValue(data)}: file not found.");
-            if (parse.GetValue(evalData) is { } ed && !File.Exists(ed))
-                throw new LoraException($"{ed}: file not found.");
-            string? resumeFrom = null;
-            if (parse.GetResult(resume) is not null)
+            var resumeFrom = trainerOptions.ResumeFrom(parse, outDir);
+            var (toTensorBoard, _) = trainerOptions.Reporters(parse);
+            var options = trainerOptions.Read(parse) with
             {
-                resumeFrom = parse.GetValue(resume) ?? TrainingCheckpoints.Latest(outDir)
-                    ?? throw new LoraException($"{outDir}: --resume found no checkpoint-N directory to resume from.");
-                if (!Directory.Exists(resumeFrom))
-                    throw new LoraException($"{resumeFrom}: checkpoint directory not found.");
-            }
-
-            var (toTensorBoard, toJsonl) = ReportTo(parse.GetValue(reportTo));
-            var options = new TrainingOptions
-            {
-                WriteMetricsFile = toJsonl,
-                LearningRate = parse.GetValue(lr),
-                WeightDecay = parse.GetValue(wd),
-                Scheduler = LearningRateSchedule.ParseType(parse.GetValue(scheduler)!),
-                WarmupSteps = parse.GetValue(warmupSteps) ?? 0,
-                WarmupRatio = parse.GetValue(warmupRatio),
-                Epochs = parse.GetValue(epochs) ?? 3,
-                MaxSteps = parse.GetValue(maxSteps) ?? -1,
-                BatchSize = parse.GetValue(batchSize),
-                EvalBatchSize = parse.GetValue(batchSize),
-                GradientAccumulationSteps = parse.GetValue(gradAccum),
-                MaxGradNorm = parse.GetValue(maxGradNorm),
-                Seed = parse.GetValue(seed),
-                Sampling = parse.GetValue(noShuffle) ? SamplingStrategy.Sequential : parse.GetValue(groupByLength) ? SamplingStrategy.GroupByLength : SamplingStrategy.Random,
-                LoggingSteps = parse.GetValue(loggingSteps),
-                EvalSteps = parse.GetValue(evalSteps),
-                EvalOnStart = parse.GetValue(evalOnStart) && parse.GetValue(evalData) is not null,
-                OverwriteOutputDirectory = parse.GetValue(overwrite),
-                SaveSteps = parse.GetValue(saveSteps),
-                SaveTotalLimit = parse.GetValue(saveTotalLimit),
                 Packing = parse.GetValue(packing),
                 MaxLength = parse.GetValue(maxLength),
-                Bf16 = parse.GetValue(bf16) || parse.GetValue(dtype) is "bf16" or "bfloat16",
-                GradientCheckpointing = parse.GetValue(checkpointing),
-                OptimizerOffload = parse.GetValue(offload),
                 Mode = trainingMode,
                 TopLayers = parse.GetValue(topLayers),
             };
@@ -189,12 +124,7 @@ internal static class TrainCommand
 
             var dev = DistributedOptions.DeviceFor(group, parse.GetValue(device)!,
                 TorchRuntime.Initialize(parse.GetValue(device)!, notice => stderr.WriteLine($"warning: {notice}")));
-            var dtypeText = parse.GetValue(dtype)!.ToLowerInvariant();
-            if (dtypeText is not ("auto" or "bf16" or "bfloat16" or "fp32" or "float32"))
-                throw new LoraException($"--dtype '{dtypeText}' is not one of auto, bf16, fp32 (fp16 training would need loss scaling).");
-            if (parse.GetValue(bf16) && dtypeText is "fp32" or "float32")
-                throw new LoraException("--bf16 and --dtype fp32 contradict each other; give one.");
-            if (dtypeText == "auto" && dev.type == DeviceType.CUDA)
+            if (trainerOptions.DTypeIsAuto(parse) && dev.type == DeviceType.CUDA)
                 options = options with { Bf16 = true }; // bf16 by default on the GPU (4–5× the fp32 matmul rate)
             if (options.Bf16 && dev.type != DeviceType.CUDA)
                 stderr.WriteLine("warning: bf16 on the CPU runs libtorch's bf16 CPU kernels, several times slower than fp32 there; --dtype fp32 (the CPU default) is faster.");
@@ -225,7 +155,7 @@ internal static class TrainCommand
             if (train.Warning is { } warning)
                 stderr.WriteLine($"warning: {parse.GetValue(data)}: {warning}");
             IReadOnlyList<TokenizedExample>? evalExamples = null;
-            if (parse.GetValue(evalData) is { } evalPath)
+            if (parse.GetValue(trainerOptions.EvalData) is { } evalPath)
             {
                 var eval = CommandData.Load(evalPath, modelDir, templateText, options.MaxLength, tokenizer);
                 if (eval.Warning is { } evalWarning)
@@ -290,20 +220,6 @@ internal static class TrainCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary><c>--report-to</c> (transformers' <c>report_to</c>): which of TensorBoard and metrics.jsonl get the rows.</summary>
-    private static (bool TensorBoard, bool Jsonl) ReportTo(string[]? values)
-    {
-        var names = (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Select(v => v.ToLowerInvariant()).ToList();
-        if (names.Count == 0 || names.Contains("all"))
-            return names.Count <= 1 ? (true, true) : throw new LoraException("--report-to all already names every reporter; give it alone.");
-        if (names.Contains("none"))
-            return names.Count == 1 ? (false, false) : throw new LoraException("--report-to none cannot be combined with other reporters.");
-        var unknown = names.FirstOrDefault(n => n is not ("tensorboard" or "jsonl"));
-        if (unknown is not null)
-            throw new LoraException($"--report-to '{unknown}' is not one of tensorboard, jsonl, all, none.");
-        return (names.Contains("tensorboard"), names.Contains("jsonl"));
     }
 
     /// <summary>The adapter config of <c>--method</c>: the given targets, else PEFT's defaults for the model's family.</summary>
