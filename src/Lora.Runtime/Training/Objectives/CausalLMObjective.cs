@@ -89,11 +89,13 @@ public sealed class CausalLMObjective : ITrainingObjective
         return new Dictionary<string, double> { ["loss"] = sum / tokens, ["perplexity"] = Math.Exp(sum / tokens) };
     }
 
-    /// <summary>A collated batch with the label-token normaliser: <c>labels[:, 1:] != -100</c> of the batch as collated,
-    /// transformers' <c>num_items_in_batch</c> (<c>Trainer.get_batch_samples</c>). With prompt tuning / P-tuning the
-    /// summed loss also holds the first label, which the last virtual position predicts (PEFT pads the labels in front),
-    /// while the count leaves it out — as the Trainer's does, since it counts before PEFT pads; the model's own mean
-    /// (no <c>num_items_in_batch</c>, and our <see cref="Evaluate"/>) counts it.</summary>
+    /// <summary>A collated batch with the label-token normaliser: the labels the summed loss covers,
+    /// <c>labels[:, 1:] != -100</c> (the reference trace's count, fixtures/trainer/train_trace: <c>n_tok</c>), so the loss
+    /// is the mean over predicted tokens. transformers' <c>Trainer.get_batch_samples</c> counts <c>labels != -100</c>
+    /// unshifted instead, one more per row whose first label is not -100 (plain text without a prompt mask; never
+    /// with completion-only labels, whose first label is a prompt token). With prompt tuning / P-tuning the summed
+    /// loss also holds the first label, which the last virtual position predicts (PEFT pads the labels in front):
+    /// the count leaves it out, as the count of the reference's loop would (only where that label is not -100).</summary>
     private sealed class SftBatch(Batch batch) : IObjectiveBatch
     {
         public Batch Batch { get; } = batch;
