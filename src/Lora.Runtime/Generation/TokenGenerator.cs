@@ -76,7 +76,11 @@ public static class TokenGenerator
         using var noGrad = no_grad();
         using var cache = options.UseCache ? model.NewCache(total + VirtualTokens(model)) : null;
         var seen = tensor(ids, [batch, total], device: device).DetachFromDisposeScope();
-        var mask = tensor(maskValues, [batch, total], device: device).DetachFromDisposeScope();
+        // Without left padding the mask is all ones: pass none, so attention stays unmasked (causal prefill, decode
+        // steps over every key) on the kernels' fastest path, with grouped-query K/V unrepeated (transformers skips an
+        // all-true mask the same way: sdpa_mask's allow_is_causal_skip, masking_utils.py).
+        var padded = prompts.Any(p => p.Count < width);
+        var mask = padded ? tensor(maskValues, [batch, total], device: device).DetachFromDisposeScope() : null;
         // Decode-step position ids: transformers derives them as cumsum(mask) - 1 for the last column, which for a
         // column of ones is the row's prompt length + step - 1; one in-place add per step keeps them.
         var position = tensor(positions, [batch, 1], device: device).DetachFromDisposeScope();
@@ -90,7 +94,7 @@ public static class TokenGenerator
                 using var scope = NewDisposeScope();
                 var length = width + step;
                 var seenNow = seen.narrow(1, 0, length);
-                var maskNow = mask.narrow(1, 0, length);
+                var maskNow = mask?.narrow(1, 0, length);
                 // Logits of the last position only (transformers' generate passes logits_to_keep=1): the prefill
                 // does not project every prompt position onto the vocabulary.
                 var logits = cache is null ? model.ForwardLastLogits(seenNow, maskNow)
@@ -176,7 +180,7 @@ public static class TokenGenerator
         finally
         {
             seen.Dispose();
-            mask.Dispose();
+            mask?.Dispose();
             position.Dispose();
             stopTensor?.Dispose();
             done?.Dispose();

@@ -14,8 +14,8 @@ namespace Lora.Kernels;
 internal static class AtenScript
 {
     private const string Script = """
-        def causal_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float) -> Tensor:
-            return torch.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, enable_gqa=True)
+        def grouped_attention(q: Tensor, k: Tensor, v: Tensor, dropout: float, causal: bool) -> Tensor:
+            return torch.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal, enable_gqa=True)
 
         def silu_backward(grad: Tensor, x: Tensor) -> Tensor:
             return torch.silu_backward(grad, x)
@@ -24,11 +24,12 @@ internal static class AtenScript
 
     private static readonly Lazy<jit.CompilationUnit> Unit = new(() => jit.compile(Script), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>Causal <c>softmax(q kᵀ/√d) v</c> for q <c>(B, H, T, d)</c> and k/v <c>(B, H_kv, T, d)</c>, H a
+    /// <summary>Unmasked <c>softmax(q kᵀ/√d) v</c> for q <c>(B, H, T, d)</c> and k/v <c>(B, H_kv, Tk, d)</c>, H a
     /// multiple of H_kv (query head h reads key/value head h / (H/H_kv), as <c>repeat_kv</c> arranges them) →
-    /// <c>(B, H, T, d)</c>. Differentiable. Masked passes do not come here (see <c>Attention.GroupedQuery</c>).</summary>
-    public static Tensor CausalAttention(Tensor q, Tensor k, Tensor v, double dropout) =>
-        Unit.Value.invoke<Tensor>("causal_attention", q, k, v, dropout);
+    /// <c>(B, H, T, d)</c>: causal (T == Tk) or, for one query, over every key. Differentiable. Masked passes do not
+    /// come here (see <c>Attention.GroupedQuery</c>).</summary>
+    public static Tensor GroupedAttention(Tensor q, Tensor k, Tensor v, double dropout, bool causal) =>
+        Unit.Value.invoke<Tensor>("grouped_attention", q, k, v, dropout, causal);
 
     /// <summary>∂L/∂x of <c>silu(x)</c> given ∂L/∂silu(x): <c>grad · σ(x)(1 + x(1 − σ(x)))</c> in one kernel.</summary>
     public static Tensor SiluBackward(Tensor grad, Tensor x) => Unit.Value.invoke<Tensor>("silu_backward", grad, x);

@@ -3,7 +3,7 @@ namespace Lora.Kernels;
 /// <summary>
 /// Whether the model code uses the memory-lean autograd functions of this folder (<see cref="RmsNormFunction"/>,
 /// <see cref="SwiGluFunction"/>, <see cref="RotaryFunction"/>; on CUDA, see <see cref="MemoryLeanOnCpu"/>),
-/// grouped-query attention without repeating K/V (<see cref="AtenScript.CausalAttention"/>) and LoRA's folded update
+/// grouped-query attention without repeating K/V (<see cref="AtenScript.GroupedAttention"/>) and LoRA's folded update
 /// (<c>LoraAdapter.AdaptOutput</c>), or the plain composite ops that autograd differentiates step by step. On by
 /// default; the composite path stays for the A/B benchmark (<c>bench/Lora.Bench train-throughput --kernels
 /// composite</c>) and for the tests that compare the two. Both compute the same forward values; gradients agree to

@@ -11,8 +11,10 @@ namespace Lora.Models;
 internal static class AttentionMask
 {
     /// <summary>
-    /// <c>(B, 1, T, T_past + T)</c>, or null when plain causal attention without past or padding applies (then the
-    /// attention kernel's own causal path is used). Query <c>i</c> sits at key index <c>T_past + i</c>.
+    /// <c>(B, 1, T, T_past + T)</c>, or null when there is no padding and the pass is plain causal attention: no past
+    /// (the attention kernel's own causal path), or a single query, which attends every key (a decode step; with a
+    /// mask of all true the kernel could not use its fastest path, nor grouped-query attention without repeating K/V).
+    /// Query <c>i</c> sits at key index <c>T_past + i</c>.
     /// A query that is itself padding may attend to itself, so no row is empty: an empty row is NaN after softmax,
     /// and NaN values at padded positions would leak into real tokens (0 · NaN) in the next layer.
     /// </summary>
@@ -34,7 +36,7 @@ internal static class AttentionMask
                 nameof(attentionMask));
         }
 
-        if (attentionMask is null && pastLength == 0)
+        if (attentionMask is null && (pastLength == 0 || queryLength == 1))
             return null;
 
         using var scope = NewDisposeScope();
