@@ -169,6 +169,18 @@ public sealed class TrainCommandTests
         Assert.Empty(Directory.GetDirectories(outDir, "checkpoint-*"));
     }
 
+    [Theory]
+    [InlineData("q_proj,v_projj", "v_projj")]
+    [InlineData("q_proj|v_projj", "v_projj")]
+    public void A_misspelt_target_next_to_a_valid_one_is_a_warning_naming_it(string targets, string misspelt)
+    {
+        var outDir = Path.Combine(TempDirectory(), "run");
+        var (code, _, stderr) = Run(["train", "--model", ModelWithTokenizer("llama_qv"), "--data", AlpacaFile(), "--out", outDir, "--device", "cpu",
+            "--targets", targets, "--max-steps", "1", "--save-steps", "0"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"warning: --targets: '{misspelt}' selects no layer of this model, so it adapts nothing (adapted: q_proj); check its spelling.", stderr, StringComparison.Ordinal);
+    }
+
     public static TheoryData<string[], string> BadInputs => new()
     {
         { ["--epochs", "2"], "--epochs and --max-steps" },

@@ -251,15 +251,6 @@ public class DiagnosticsTests
     }
 
     [Fact]
-    public void Top_level_alternatives_split_outside_groups_classes_and_escapes()
-    {
-        Assert.Equal(["q_proj", "v_proj"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("q_proj|v_proj"));
-        Assert.Equal(["(q|v)_proj", "x"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("(q|v)_proj|x"));
-        Assert.Equal(["[|]a", @"b\|c", ""], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives(@"[|]a|b\|c|"));
-        Assert.Equal(["q_proj"], Lora.Generators.Analysis.TargetResolver.TopLevelAlternatives("q_proj"));
-    }
-
-    [Fact]
     public async Task Quantize_messages_name_the_attribute_the_class_and_the_setting()
     {
         async Task<IReadOnlyList<string>> Messages(string code) =>

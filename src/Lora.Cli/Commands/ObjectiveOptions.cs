@@ -162,7 +162,7 @@ internal sealed class ObjectiveOptions
                 TunerConfig fresh = NewAdapterConfig(request.Method, model, parse.GetValue(Targets), parse.GetValue(FeedForward), parse.GetValue(R), parse.GetValue(Alpha),
                     parse.GetValue(LoraDropout), Path.GetFullPath(request.ModelDir));
                 config = configure?.Invoke(fresh) ?? fresh;
-                PeftInjector.Inject(model, config);
+                TargetSpec.WarnUnmatched(config, PeftInjector.Inject(model, config), stderr);
             }
 
             return (model, config, hasCopy);

@@ -15,4 +15,16 @@ internal static class TargetSpec
             ? TargetModules.FromNames(text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             : TargetModules.FromLeafOrPathRegex(text);
     }
+
+    /// <summary>Warns on <paramref name="stderr"/> about each alternative of <paramref name="config"/>'s targets that
+    /// selected none of the <paramref name="adapted"/> paths (a misspelt name adapts nothing, and PEFT says nothing:
+    /// <see cref="TargetModules.Unmatched"/>).</summary>
+    public static void WarnUnmatched(PeftConfig config, IReadOnlyList<string> adapted, TextWriter stderr)
+    {
+        if (config is not TunerConfig { TargetModules: { } targets })
+            return;
+        var leaves = string.Join(", ", adapted.Select(p => p[(p.LastIndexOf('.') + 1)..]).Distinct(StringComparer.Ordinal));
+        foreach (var alternative in targets.Unmatched(adapted))
+            stderr.WriteLine($"warning: --targets: '{alternative}' selects no layer of this model, so it adapts nothing (adapted: {leaves}); check its spelling.");
+    }
 }

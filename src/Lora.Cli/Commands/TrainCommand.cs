@@ -145,7 +145,7 @@ internal static class TrainCommand
                 config = methodOptions.Config(parse, methodName, Path.GetFullPath(modelDir))
                     ?? NewAdapterConfig(methodName, causalLm, parse.GetValue(targets), parse.GetValue(feedForward),
                         parse.GetValue(r), parse.GetValue(alpha), parse.GetValue(dropout), Path.GetFullPath(modelDir));
-                PeftInjector.Inject(causalLm, config);
+                TargetSpec.WarnUnmatched(config, PeftInjector.Inject(causalLm, config), stderr);
             }
 
             // Pre-tokenised data needs no tokenizer (the model directory may have none).

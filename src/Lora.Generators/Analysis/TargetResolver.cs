@@ -140,45 +140,9 @@ internal static class TargetResolver
         };
     }
 
-    /// <summary>The top-level alternatives of a regex (<c>"q_proj|v_proj"</c> → q_proj, v_proj): split at each
-    /// <c>|</c> outside groups and character classes and not escaped. A pattern with none gives itself.</summary>
-    public static IReadOnlyList<string> TopLevelAlternatives(string pattern)
-    {
-        var parts = new List<string>();
-        var depth = 0;
-        var inClass = false;
-        var start = 0;
-        for (var i = 0; i < pattern.Length; i++)
-        {
-            switch (pattern[i])
-            {
-                case '\\':
-                    i++; // the escaped character is literal
-                    break;
-                case '[' when !inClass:
-                    inClass = true;
-                    if (i + 1 < pattern.Length && pattern[i + 1] == ']')
-                        i++; // "[]…]": a leading ] is literal
-                    break;
-                case ']' when inClass:
-                    inClass = false;
-                    break;
-                case '(' when !inClass:
-                    depth++;
-                    break;
-                case ')' when !inClass && depth > 0:
-                    depth--;
-                    break;
-                case '|' when !inClass && depth == 0:
-                    parts.Add(pattern.Substring(start, i - start));
-                    start = i + 1;
-                    break;
-            }
-        }
-
-        parts.Add(pattern.Substring(start));
-        return parts;
-    }
+    /// <summary>The top-level alternatives of a regex (<c>"q_proj|v_proj"</c> → q_proj, v_proj), as the runtime reads
+    /// them (<see cref="Lora.Peft.RegexAlternatives"/>, a file linked from Lora.Runtime).</summary>
+    public static IReadOnlyList<string> TopLevelAlternatives(string pattern) => Lora.Peft.RegexAlternatives.TopLevel(pattern);
 
     /// <summary>PEFT's <c>all-linear</c> shorthand (<c>tuners_utils._maybe_include_all_linear_layers</c>).</summary>
     public const string AllLinear = "all-linear";

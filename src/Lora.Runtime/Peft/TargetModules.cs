@@ -74,6 +74,34 @@ public sealed class TargetModules
         return Names!.Any(n => path == n || path.EndsWith("." + n, StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// The alternatives of these targets — the names of a list, the top-level alternatives of a regex
+    /// (<see cref="RegexAlternatives"/>) — that select none of <paramref name="adaptedPaths"/>, when there are several:
+    /// a misspelt name such as <c>v_projj</c> in <c>q_proj,v_projj</c>, which PEFT accepts without a word (it raises
+    /// only when nothing matches, <c>BaseTuner.inject_adapter</c>) and the CLI warns about. Empty for <c>all-linear</c>
+    /// and for a single alternative (which, matching nothing, is an error already).
+    /// </summary>
+    public IReadOnlyList<string> Unmatched(IEnumerable<string> adaptedPaths)
+    {
+        var paths = adaptedPaths.ToList();
+        var parts = IsAllLinear ? []
+            : Names is not null ? Names.Select(n => (Text: n, Alone: (TargetModules?)FromNames([n]))).ToList()
+            : RegexAlternatives.TopLevel(LeafOrPathPattern ?? Pattern!).Select(a => (Text: a, Alone: Alone(a))).ToList();
+        return parts.Count < 2 ? [] : parts.Where(p => p.Alone is { } alone && !paths.Any(alone.Matches)).Select(p => p.Text).ToList();
+
+        TargetModules? Alone(string alternative)
+        {
+            try
+            {
+                return LeafOrPathPattern is not null ? FromLeafOrPathRegex(alternative) : FromPattern(alternative);
+            }
+            catch (ArgumentException)
+            {
+                return null; // not a regex on its own: say nothing about it
+            }
+        }
+    }
+
     public override string ToString() => IsAllLinear ? AllLinearShorthand : LeafOrPathPattern ?? Pattern ?? string.Join(",", Names!);
 }
 
