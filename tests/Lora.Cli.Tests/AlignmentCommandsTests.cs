@@ -61,6 +61,16 @@ public sealed class AlignmentCommandsTests
         Assert.Equal(4, json.GetProperty("steps").GetInt32());
         Assert.True(File.Exists(json.GetProperty("value_head").GetString()));
         Assert.True(File.Exists(Path.Combine(outDir, PeftAdapter.WeightsFileName)));
+        // The critic (--critic separate, the default) is its own PEFT adapter beside the policy's, which holds none of it.
+        Assert.Equal(Path.Combine(outDir, "critic"), json.GetProperty("critic_adapter").GetString());
+        Assert.True(File.Exists(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName)));
+        using (var policy = Lora.SafeTensors.SafeTensorsFile.Open(Path.Combine(outDir, PeftAdapter.WeightsFileName)))
+        using (var critic = Lora.SafeTensors.SafeTensorsFile.Open(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName)))
+        {
+            Assert.Equal(policy.Tensors.Keys.Order(), critic.Tensors.Keys.Order()); // the same PEFT keys, one file each
+            Assert.DoesNotContain(policy.Tensors.Keys, k => k.Contains("critic", StringComparison.Ordinal));
+        }
+
         Assert.Contains("4 per rollout, 4 steps per rollout, reward rm", stderr);
         var rows = Metrics(outDir);
         Assert.Equal([1, 2, 3, 4], rows.Select(r => r.GetProperty("step").GetInt32()));
@@ -88,17 +98,21 @@ public sealed class AlignmentCommandsTests
         var straight = Metrics(outDir).Select(r => r.GetProperty("loss").GetDouble()).ToList();
         var adapter = File.ReadAllBytes(Path.Combine(outDir, PeftAdapter.WeightsFileName));
         var head = File.ReadAllBytes(Path.Combine(outDir, "value_head.safetensors"));
+        var critic = File.ReadAllBytes(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName));
         Assert.True(File.Exists(Path.Combine(outDir, "checkpoint-2", "value_head.safetensors")));
+        Assert.True(File.Exists(Path.Combine(outDir, "checkpoint-2", "critic", PeftAdapter.WeightsFileName)));
 
         Directory.Delete(Path.Combine(outDir, "checkpoint-4"), recursive: true);
         File.Delete(Path.Combine(outDir, PeftAdapter.WeightsFileName));
         File.Delete(Path.Combine(outDir, "value_head.safetensors"));
+        Directory.Delete(Path.Combine(outDir, "critic"), recursive: true);
         (code, stdout, stderr) = Run([.. args, "--resume"]);
         Assert.True(code == 0, stderr);
         Assert.Contains("resumed from", stdout);
         Assert.Equal(straight, Metrics(outDir).Select(r => r.GetProperty("loss").GetDouble()));
         Assert.Equal(adapter, File.ReadAllBytes(Path.Combine(outDir, PeftAdapter.WeightsFileName)));
         Assert.Equal(head, File.ReadAllBytes(Path.Combine(outDir, "value_head.safetensors")));
+        Assert.Equal(critic, File.ReadAllBytes(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName)));
     }
 
     [Theory]
@@ -110,6 +124,7 @@ public sealed class AlignmentCommandsTests
     [InlineData("--reward-model missing-rm", "missing-rm: reward model directory not found")]
     [InlineData("--reward-func exact_answer --bf16 --dtype fp32", "--bf16 and --dtype fp32 contradict")] // the shared training options
     [InlineData("--reward-func exact_answer --dtype fp16", "fp16 training would need loss scaling")]
+    [InlineData("--reward-func exact_answer --critic own", "--critic 'own' is not one of separate, shared.")]
     public void Ppo_user_errors_are_named(string extra, string message)
     {
         var dir = TempDirectory();

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Lora.Peft;
 using Lora.Tokenization;
 using Lora.Training;
 using Lora.Training.Objectives;
@@ -34,9 +35,10 @@ internal static class PpoCommand
         var temperature = new Option<double>("--temperature") { Description = "Sampling temperature (also applied to the scored logits).", DefaultValueFactory = _ => 0.7 };
         var stopToken = new Option<string?>("--stop-token") { Description = "eos: stop a response at eos (TRL's default is none: responses run to --response-length)." };
         var missingEos = new Option<double?>("--missing-eos-penalty") { Description = "Subtracted from the score of a response without eos." };
+        var critic = new Option<string>("--critic") { Description = "separate: the value head reads its own adapter of the same base (TRL's PPOTrainer: a separate value model), so the value loss never moves the policy; shared: the policy's hidden states (TRL's legacy AutoModelForCausalLMWithValueHead).", DefaultValueFactory = _ => "separate" };
         var command = new Command("ppo", "PPO of an adapter (with a value head) against a reward model or a rule-based reward.")
         {
-            epochs, miniBatches, klCoef, klEstimator, cliprange, vfCoef, cliprangeValue, gamma, lam, whiten, responseLength, temperature, stopToken, missingEos,
+            epochs, miniBatches, klCoef, klEstimator, cliprange, vfCoef, cliprangeValue, gamma, lam, whiten, responseLength, temperature, stopToken, missingEos, critic,
         };
         common.AddTo(command);
         reference.AddTo(command);
@@ -75,6 +77,12 @@ internal static class PpoCommand
                 EvalSeed = request.Training.Seed,
             };
             options.Validate();
+            var separateCritic = parse.GetValue(critic)!.ToLowerInvariant() switch
+            {
+                "separate" => true,
+                "shared" => false,
+                var other => throw new LoraException($"--critic '{other}' is not one of separate, shared."),
+            };
             if (request.Training.GradientAccumulationSteps % options.NumMiniBatches != 0)
                 throw new LoraException($"--num-mini-batches {options.NumMiniBatches} must divide --grad-accum {request.Training.GradientAccumulationSteps}: a mini-batch is whole micro-batches of --batch-size.");
             var tokenizer = new Lazy<HfTokenizer>(() => HfTokenizer.Load(request.ModelDir));
@@ -83,10 +91,16 @@ internal static class PpoCommand
             var (model, config, hasCopy) = common.LoadPolicy(parse, request, device, stderr, referenceCopy: reference.WantsInitCopy(parse, common));
             using (model)
             {
-                model.DisableDropout(); // TRL's PPOTrainer disables dropout in every model
-                var head = ValueHead.Attach(model);
-                if (parse.GetValue(common.InitAdapter) is { } init && File.Exists(Path.Combine(init, ValueHead.FileName)))
-                    head.Load(init); // a PPO output trained further keeps its critic
+                var init = parse.GetValue(common.InitAdapter);
+                // A PPO output trained further keeps its critic; a separate critic otherwise starts from the initial
+                // adapter (the policy's features), or fresh with the policy's config.
+                var previous = init is not null && File.Exists(Path.Combine(init, ValueHead.FileName)) ? init : null;
+                var criticInit = init is null ? null
+                    : Directory.Exists(PeftAdapter.DirectoryFor(init, ValueHead.CriticAdapterName)) ? PeftAdapter.DirectoryFor(init, ValueHead.CriticAdapterName) : init;
+                var head = separateCritic ? ValueHead.AttachSeparate(model, config, criticInit) : ValueHead.Attach(model);
+                if (previous is not null)
+                    head.LoadHeadOnly(previous);
+                model.DisableDropout(); // TRL's PPOTrainer disables dropout in every model (the critic's adapter too)
                 var (refModel, ownedRef) = reference.Build(parse, model, hasCopy, request, device, stderr);
                 using (ownedRef)
                 {
@@ -106,7 +120,12 @@ internal static class PpoCommand
                         var inv = CultureInfo.InvariantCulture;
                         ObjectiveOptions.Run(trainer, model, request, stdout, stderr,
                             $"{train.Prompts.Count.ToString("N0", inv)} prompts, {objective.PromptsPerRollout} per rollout, {objective.StepsPerRollout} steps per rollout, reward {sources[0].Name}, kl_coef {options.KlCoef.ToString(inv)}, reference: {refModel.Description}",
-                            new Dictionary<string, object?> { ["prompts"] = train.Prompts.Count, ["value_head"] = Path.GetFullPath(Path.Combine(request.OutDir, ValueHead.FileName)) });
+                            new Dictionary<string, object?>
+                            {
+                                ["prompts"] = train.Prompts.Count,
+                                ["value_head"] = Path.GetFullPath(Path.Combine(request.OutDir, ValueHead.FileName)),
+                                ["critic_adapter"] = head.CriticAdapter is { } name ? Path.GetFullPath(PeftAdapter.DirectoryFor(request.OutDir, name)) : null,
+                            });
                     }
                     finally
                     {

@@ -117,4 +117,51 @@ public class PpoTests : SingleThreaded
         Assert.True(File.Exists(Path.Combine(dir, "checkpoint-12", ValueHead.FileName)));
         Assert.True(live.Skip(4).Where((_, i) => i % 2 == 1).All(n => n == live[3]), string.Join(",", live)); // the same point of each rollout
     }
+
+    [Fact]
+    public void A_separate_critic_trains_its_own_adapter_and_never_the_policy()
+    {
+        var (model, config) = LoraModel(randomB: true);
+        using (model)
+        {
+            var head = ValueHead.AttachSeparate(model, config);
+            Assert.Equal(ValueHead.CriticAdapterName, head.CriticAdapter);
+            foreach (var (_, parameter) in head.TrainableParameters)
+                parameter.requires_grad = true;
+            var policy = model.AdapterParameters(Peft.PeftAdapter.DefaultName).Select(p => p.Parameter).ToList();
+            var critic = model.AdapterParameters(ValueHead.CriticAdapterName).Select(p => p.Parameter).ToList();
+            Assert.Equal(policy.Count, critic.Count);
+            Assert.Equal(2 + critic.Count, head.TrainableParameters.Count);                   // the head and the critic's adapter
+            Assert.All(head.TrainableParameters.Skip(2), p => Assert.StartsWith("critic.", p.Name, StringComparison.Ordinal));
+            foreach (var p in policy)
+                p.requires_grad = true;
+
+            using var scope = NewDisposeScope();
+            var ids = randint(0, 256, [2, 6], dtype: ScalarType.Int64);
+            var mask = ones_like(ids);
+            var hidden = model.HiddenStates(ids, mask);                                          // the policy's pass
+            var values = head.Values(model, hidden, ids, mask, 2, 4);                            // (B, 4)
+            Assert.Equal([2L, 4L], values.shape);
+            values.sum().backward();
+            Assert.All(policy, p => Assert.True(p.grad is null, "the value loss reached the policy adapter"));
+            Assert.Contains(critic, p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
+            Assert.Equal([Peft.PeftAdapter.DefaultName], model.AdaptedLayers().First().Layer.ActiveAdapters); // the policy is active again
+        }
+
+        // The shared layout reads the policy's hidden states: there the value loss does train the policy adapter.
+        var (sharedModel, _) = LoraModel(randomB: true);
+        using (sharedModel)
+        {
+            var head = ValueHead.Attach(sharedModel);
+            Assert.Null(head.CriticAdapter);
+            var policy = sharedModel.AdapterParameters(Peft.PeftAdapter.DefaultName).Select(p => p.Parameter).ToList();
+            foreach (var p in policy)
+                p.requires_grad = true;
+            using var scope = NewDisposeScope();
+            var ids = randint(0, 256, [2, 6], dtype: ScalarType.Int64);
+            var mask = ones_like(ids);
+            head.Values(sharedModel, sharedModel.HiddenStates(ids, mask), ids, mask, 2, 4).sum().backward();
+            Assert.Contains(policy, p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
+        }
+    }
 }

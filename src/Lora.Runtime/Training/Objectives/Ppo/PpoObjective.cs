@@ -28,8 +28,9 @@ namespace Lora.Training.Objectives.Ppo;
 /// <c>val/clipfrac_avg</c>, <c>policy/entropy_avg</c>, <c>val/ratio</c> (per optimizer step).
 /// Differences from TRL: the trainer's step is the optimizer step (TRL's <c>global_step</c>, learning-rate schedule
 /// and logging count rollouts); every mini-batch is one optimizer step (TRL's accelerate accumulation steps once per
-/// A micro-batches, which is the same only for M = 1, its default); the critic is a value head on the policy
-/// (<see cref="ValueHead"/>); the trainer's gradient clipping applies.
+/// A micro-batches, which is the same only for M = 1, its default); the critic is a value head on its own adapter of
+/// the same base (<see cref="ValueHead.AttachSeparate"/>; or on the policy's hidden states, <see cref="ValueHead.Attach"/>);
+/// the trainer's gradient clipping applies.
 /// </summary>
 public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDisposable
 {
@@ -49,7 +50,7 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
     /// <param name="reward">The score of a response (a reward model or a C# function).</param>
     /// <param name="options">TRL's PPO options.</param>
     /// <param name="training">The trainer's options: batch size and gradient accumulation give TRL's batch arithmetic.</param>
-    /// <param name="valueHead">The critic, attached to the policy (<see cref="ValueHead.Attach"/>).</param>
+    /// <param name="valueHead">The critic, attached to the model (<see cref="ValueHead.AttachSeparate"/> or <see cref="ValueHead.Attach"/>).</param>
     /// <param name="padTokenId">Written on padding.</param>
     /// <param name="eosTokenId">The eos token (stop token with <see cref="PpoOptions.StopAtEos"/>; the missing-eos
     /// penalty and <c>val/num_eos_tokens</c> look for it).</param>
@@ -89,7 +90,7 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
 
     public PpoOptions Options => _options;
 
-    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _valueHead.NamedParameters;
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _valueHead.TrainableParameters;
 
     public void Save(string directory) => _valueHead.Save(directory);
 
@@ -137,11 +138,13 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
     public ObjectiveLoss Loss(CausalLM model, IObjectiveBatch batch, Device device)
     {
         var b = (PpoBatch)batch;
-        var hidden = model.HiddenStates(b.Layout.InputIds.CopyTo(device), b.Layout.AttentionMask.CopyTo(device));   // (B, P + C, H)
+        var ids = b.Layout.InputIds.CopyTo(device);
+        var mask = b.Layout.AttentionMask.CopyTo(device);
+        var hidden = model.HiddenStates(ids, mask);                                                           // (B, P + C, H)
         var logits = b.Layout.CompletionLogits(model.LogitsOf(hidden), _options.Temperature);              // (B, C, V)
         var newLogprobs = TokenLogProbs.Of(logits, b.Layout.CompletionIds.CopyTo(device));
         var p = b.Layout.PromptWidth;
-        var values = _valueHead.call(hidden[.., (p - 1)..(p - 1 + b.Layout.CompletionWidth), ..]);         // value of the state before each token
+        var values = _valueHead.Values(model, hidden, ids, mask, p - 1, b.Layout.CompletionWidth);          // value of the state before each token
         var r = _state!.Rollout;
         var rows = b.Rows.CopyTo(device);
         var loss = PpoMath.Loss(newLogprobs, r.Logprobs.index_select(0, rows), r.Advantages.index_select(0, rows), values, r.Values.index_select(0, rows),
@@ -215,7 +218,7 @@ public sealed class PpoObjective : IRolloutObjective, IObjectiveParameters, IDis
             var hidden = model.HiddenStates(ids, mask);
             logprobs.Add(TokenLogProbs.Of(layout.CompletionLogits(model.LogitsOf(hidden), _options.Temperature), targets));
             var p = layout.PromptWidth;
-            values.Add(_valueHead.call(hidden[.., (p - 1)..(p - 1 + width), ..]));
+            values.Add(_valueHead.Values(model, hidden, ids, mask, p - 1, width));
             refLogprobs.Add(TokenLogProbs.Of(layout.CompletionLogits(_reference.Run(model, m => m.Forward(ids, mask)), _options.Temperature), targets));
         }
 

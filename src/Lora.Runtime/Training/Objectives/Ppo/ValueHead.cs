@@ -8,11 +8,19 @@ namespace Lora.Training.Objectives.Ppo;
 
 /// <summary>
 /// PPO's critic: TRL's <c>ValueHead</c> (<c>trl/experimental/ppo/modeling_value_head.py</c>: <c>summary =
-/// nn.Linear(hidden_size, 1)</c>, PyTorch's default init, computed in fp32) on the policy's own final hidden states,
-/// as <c>AutoModelForCausalLMWithValueHead</c> lays it out: a child module <c>v_head</c> of the model, so one base
-/// serves as policy, reference (adapters off) and critic. (TRL's experimental <c>PPOTrainer</c> takes a separate value
-/// model instead; sharing the backbone lets the value loss train the same adapter.) It is saved as
-/// <c>value_head.safetensors</c> with TRL's keys <c>v_head.summary.weight</c> / <c>v_head.summary.bias</c>.
+/// nn.Linear(hidden_size, 1)</c>, PyTorch's default init, computed in fp32), a child module <c>v_head</c> of the model,
+/// on final hidden states of one of two backbones:
+/// <list type="bullet">
+/// <item><see cref="AttachSeparate"/> (the CLI's default): its own adapter <see cref="CriticAdapterName"/> on the same
+/// base, active only while values are computed — TRL's experimental <c>PPOTrainer</c> takes a separate value model
+/// (<c>PolicyAndValueWrapper</c>: the value backbone is not the policy's), so the value loss never moves the policy;
+/// here the separate backbone is a second adapter of the policy's method, not a second copy of the base.</item>
+/// <item><see cref="Attach"/>: the policy's own hidden states, as TRL's legacy <c>AutoModelForCausalLMWithValueHead</c>
+/// lays it out (one backbone for policy and critic; the value loss trains the policy adapter too).</item>
+/// </list>
+/// The head is saved as <c>value_head.safetensors</c> with TRL's keys <c>v_head.summary.weight</c> /
+/// <c>v_head.summary.bias</c>; a separate critic's adapter as a PEFT adapter in the <c>critic/</c> subdirectory (PEFT's
+/// layout for a named adapter).
 /// </summary>
 public sealed class ValueHead : nn.Module<Tensor, Tensor>
 {
@@ -22,8 +30,18 @@ public sealed class ValueHead : nn.Module<Tensor, Tensor>
     /// <summary>The file beside the adapter.</summary>
     public const string FileName = "value_head.safetensors";
 
+    /// <summary>The separate critic's adapter name (and its subdirectory beside the policy adapter).</summary>
+    public const string CriticAdapterName = "critic";
+
     [TorchSharp.Utils.ComponentName(Name = "summary")]
     public Linear Summary;
+
+    private CausalLM? _model;
+    private string _policyAdapter = Peft.PeftAdapter.DefaultName;
+    private Peft.PeftConfig? _criticConfig;
+
+    /// <summary>The critic's own adapter (<see cref="CriticAdapterName"/>), or null when it reads the policy's hidden states.</summary>
+    public string? CriticAdapter { get; private set; }
 
     private ValueHead(long hiddenSize, Device device)
         : base(ModuleName)
@@ -43,6 +61,54 @@ public sealed class ValueHead : nn.Module<Tensor, Tensor>
         return head;
     }
 
+    /// <summary>
+    /// Adds a fresh value head with its own backbone: adapter <see cref="CriticAdapterName"/> on <paramref name="model"/>'s
+    /// base — loaded from <paramref name="initDirectory"/> (a PEFT adapter directory: a PPO output's <c>critic/</c>,
+    /// or the policy's initial adapter, so the critic starts from the policy's features), else a fresh adapter of
+    /// <paramref name="policyConfig"/> (without its modules_to_save). <paramref name="policyAdapter"/> stays the active
+    /// adapter; the critic's is active only inside <see cref="Values"/>.
+    /// </summary>
+    public static ValueHead AttachSeparate(CausalLM model, Peft.PeftConfig policyConfig, string? initDirectory = null, string policyAdapter = Peft.PeftAdapter.DefaultName)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(policyConfig);
+        if (model.AdapterParameters(CriticAdapterName).Any())
+            throw new LoraException($"the model already has an adapter named '{CriticAdapterName}'.");
+        var config = initDirectory is not null
+            ? Peft.PeftAdapter.Load(model, initDirectory, CriticAdapterName)
+            : policyConfig is Peft.TunerConfig tuner ? tuner with { ModulesToSave = null }
+            : throw new LoraException($"a separate critic needs a layer-adapting policy method (LoRA, DoRA, IA3), not {policyConfig.PeftType}.");
+        if (initDirectory is null)
+            Peft.PeftInjector.Inject(model, config, CriticAdapterName);
+        model.SetActiveAdapters(policyAdapter);
+        var head = Attach(model);
+        (head._model, head._policyAdapter, head._criticConfig, head.CriticAdapter) = (model, policyAdapter, config, CriticAdapterName);
+        return head;
+    }
+
+    /// <summary>Values <c>(B, W)</c> of the <paramref name="width"/> positions from <paramref name="start"/>: from
+    /// <paramref name="policyHidden"/> <c>(B, T, C)</c> when the critic shares the policy's backbone, else from the
+    /// critic adapter's own forward pass over <paramref name="inputIds"/> / <paramref name="attentionMask"/>.</summary>
+    public Tensor Values(CausalLM model, Tensor policyHidden, Tensor inputIds, Tensor attentionMask, long start, long width)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = CriticAdapter is null ? policyHidden : CriticHidden(model, inputIds, attentionMask);
+        return call(hidden[.., (int)start..(int)(start + width), ..]).MoveToOuterDisposeScope();
+    }
+
+    private Tensor CriticHidden(CausalLM model, Tensor inputIds, Tensor attentionMask)
+    {
+        model.SetActiveAdapters(CriticAdapter!);
+        try
+        {
+            return model.HiddenStates(inputIds, attentionMask);
+        }
+        finally
+        {
+            model.SetActiveAdapters(_policyAdapter);
+        }
+    }
+
     /// <summary>Values <c>(B, T)</c> of hidden states <c>(B, T, C)</c>.</summary>
     public override Tensor forward(Tensor hidden)
     {
@@ -50,21 +116,43 @@ public sealed class ValueHead : nn.Module<Tensor, Tensor>
         return Summary.call(hidden.to(ScalarType.Float32)).squeeze(-1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Its parameters under TRL's keys.</summary>
+    /// <summary>The head's parameters under TRL's keys.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> NamedParameters =>
         named_parameters().Select(p => ($"{ModuleName}.{p.name}", p.parameter)).ToList();
 
-    /// <summary>Writes <see cref="FileName"/> into <paramref name="directory"/>.</summary>
+    /// <summary>Everything the critic trains: the head (<see cref="NamedParameters"/>) and a separate critic's adapter
+    /// (under <c>critic.</c> + its PEFT keys).</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
+        CriticAdapter is null
+            ? NamedParameters
+            : [.. NamedParameters, .. _model!.AdapterParameters(CriticAdapter).Select(p => ($"{CriticAdapter}.{p.PeftKey}", p.Parameter))];
+
+    /// <summary>Writes <see cref="FileName"/> into <paramref name="directory"/>, and a separate critic's adapter into
+    /// its <c>critic/</c> subdirectory.</summary>
     public void Save(string directory)
     {
         Directory.CreateDirectory(directory);
         using var scope = NewDisposeScope();
         var tensors = NamedParameters.ToDictionary(p => p.Name, p => p.Parameter.detach().cpu().contiguous(), StringComparer.Ordinal);
         SafeTensorsWriter.Write(Path.Combine(directory, FileName), tensors);
+        if (CriticAdapter is not null)
+            Peft.PeftAdapter.Save(_model!, directory, _criticConfig!, CriticAdapter);
     }
 
-    /// <summary>Reads <see cref="FileName"/> from <paramref name="directory"/> (strict keys and shapes).</summary>
+    /// <summary>Reads <see cref="FileName"/> from <paramref name="directory"/> (strict keys and shapes), and a separate
+    /// critic's adapter from its <c>critic/</c> subdirectory.</summary>
     public void Load(string directory)
+    {
+        LoadHead(directory);
+        if (CriticAdapter is not null)
+            Peft.PeftAdapter.LoadWeights(_model!, Peft.PeftAdapter.DirectoryFor(directory, CriticAdapter), CriticAdapter);
+    }
+
+    /// <summary>Reads only <see cref="FileName"/> (the head) from <paramref name="directory"/>: a separate critic's adapter
+    /// was loaded by <see cref="AttachSeparate"/>.</summary>
+    public void LoadHeadOnly(string directory) => LoadHead(directory);
+
+    private void LoadHead(string directory)
     {
         var path = Path.Combine(directory, FileName);
         if (!File.Exists(path))
