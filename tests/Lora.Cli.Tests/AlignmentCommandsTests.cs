@@ -95,6 +95,8 @@ public sealed class AlignmentCommandsTests
         var (code, stdout, stderr) = Run(args);
         Assert.True(code == 0, stderr);
         Assert.Contains("done: 4 steps", stdout);
+        Assert.Contains($"critic adapter: {Path.Combine(outDir, "critic")}", stdout, StringComparison.Ordinal);
+        Assert.Contains($"value head: {Path.Combine(outDir, "value_head.safetensors")}", stdout, StringComparison.Ordinal);
         var straight = Metrics(outDir).Select(r => r.GetProperty("loss").GetDouble()).ToList();
         var adapter = File.ReadAllBytes(Path.Combine(outDir, PeftAdapter.WeightsFileName));
         var head = File.ReadAllBytes(Path.Combine(outDir, "value_head.safetensors"));

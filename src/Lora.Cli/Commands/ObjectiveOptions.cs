@@ -238,6 +238,11 @@ internal sealed class ObjectiveOptions
             if (lastEval?.Metrics is { Count: > 0 } em)
                 stdout.WriteLine($"last eval: {Metrics(em)}");
             stdout.WriteLine($"adapter: {Path.GetFullPath(result.OutputDirectory)} ({PeftConfigFile.FileName}, {PeftAdapter.WeightsFileName})");
+            foreach (var (key, value) in extra ?? new Dictionary<string, object?>())
+            {
+                if (value is string path && (File.Exists(path) || Directory.Exists(path)))
+                    stdout.WriteLine($"{key.Replace('_', ' ')}: {path}"); // what the command wrote besides (PPO's value head and critic)
+            }
             stdout.WriteLine($"metrics: {result.MetricsPath ?? "not written (--report-to)"}; loss curve: {result.LossCurvePath}; TensorBoard: {tensorBoard?.LogDirectory ?? "not written (--report-to)"}");
         }
 
