@@ -90,21 +90,22 @@ public static class PeftModelExtensions
         });
     }
 
-    /// <summary>Makes <paramref name="names"/> the active adapters on every layer that has them all.</summary>
+    /// <summary>Makes <paramref name="names"/> the active adapters, as PEFT's <c>set_adapter</c>: every layer's active
+    /// set becomes the ones of <paramref name="names"/> it has — none on a layer that has none of them, so an adapter
+    /// left out stops applying everywhere (<c>BaseTunerLayer.set_adapter</c> sets the names on every tuner layer, and a
+    /// layer's forward skips the active names it does not hold).</summary>
+    /// <exception cref="LoraException">No layer has all of <paramref name="names"/>.</exception>
     public static void SetActiveAdapters(this nn.Module model, params string[] names)
     {
-        var any = false;
-        foreach (var (_, layer) in model.AdaptedLayers())
-        {
-            if (names.All(layer.HasAdapter))
-            {
-                layer.SetActiveAdapters(names);
-                any = true;
-            }
-        }
-
-        if (!any)
+        var layers = model.AdaptedLayers().Select(l => l.Layer).ToList();
+        if (!layers.Any(l => names.All(l.HasAdapter)))
             throw new LoraException($"no layer has the adapter(s) {string.Join(", ", names)}.");
+        foreach (var layer in layers)
+        {
+            var own = names.Where(layer.HasAdapter).ToList();
+            if (!own.SequenceEqual(layer.ActiveAdapters))
+                layer.SetActiveAdapters(own);
+        }
     }
 
     /// <summary>Freezes the base model and makes every adapter's parameters trainable. Returns them, named.</summary>

@@ -61,13 +61,15 @@ public sealed class AlignmentCommandsTests
         Assert.Equal(4, json.GetProperty("steps").GetInt32());
         Assert.True(File.Exists(json.GetProperty("value_head").GetString()));
         Assert.True(File.Exists(Path.Combine(outDir, PeftAdapter.WeightsFileName)));
-        // The critic (--critic separate, the default) is its own PEFT adapter beside the policy's, which holds none of it.
+        // The critic (--critic separate, the default) is its own PEFT adapter beside the policy's, which holds none of it;
+        // started from the reward model (TRL's PPO script), it has the reward adapter's layers, without its score head.
         Assert.Equal(Path.Combine(outDir, "critic"), json.GetProperty("critic_adapter").GetString());
         Assert.True(File.Exists(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName)));
         using (var policy = Lora.SafeTensors.SafeTensorsFile.Open(Path.Combine(outDir, PeftAdapter.WeightsFileName)))
         using (var critic = Lora.SafeTensors.SafeTensorsFile.Open(Path.Combine(outDir, "critic", PeftAdapter.WeightsFileName)))
+        using (var reward = Lora.SafeTensors.SafeTensorsFile.Open(Path.Combine(rm, PeftAdapter.WeightsFileName)))
         {
-            Assert.Equal(policy.Tensors.Keys.Order(), critic.Tensors.Keys.Order()); // the same PEFT keys, one file each
+            Assert.Equal(reward.Tensors.Keys.Where(k => !k.Contains(".score.", StringComparison.Ordinal)).Order(), critic.Tensors.Keys.Order());
             Assert.DoesNotContain(policy.Tensors.Keys, k => k.Contains("critic", StringComparison.Ordinal));
         }
 

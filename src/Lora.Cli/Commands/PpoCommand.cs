@@ -92,12 +92,17 @@ internal static class PpoCommand
             using (model)
             {
                 var init = parse.GetValue(common.InitAdapter);
-                // A PPO output trained further keeps its critic; a separate critic otherwise starts from the initial
-                // adapter (the policy's features), or fresh with the policy's config.
+                // A PPO output trained further keeps its critic. A separate critic otherwise starts, as TRL's PPO script
+                // builds its value model, from the reward model when it is an adapter on this base; else from the
+                // initial adapter (the policy's features); else fresh with the policy's config.
                 var previous = init is not null && File.Exists(Path.Combine(init, ValueHead.FileName)) ? init : null;
-                var criticInit = init is null ? null
-                    : Directory.Exists(PeftAdapter.DirectoryFor(init, ValueHead.CriticAdapterName)) ? PeftAdapter.DirectoryFor(init, ValueHead.CriticAdapterName) : init;
-                var head = separateCritic ? ValueHead.AttachSeparate(model, config, criticInit) : ValueHead.Attach(model);
+                var previousCritic = previous is not null && Directory.Exists(PeftAdapter.DirectoryFor(previous, ValueHead.CriticAdapterName))
+                    ? PeftAdapter.DirectoryFor(previous, ValueHead.CriticAdapterName) : null;
+                var rewardModel = parse.GetValue(rewards.RewardBase) is null && parse.GetValue(rewards.Models) is [var only] ? only : null;
+                var head = !separateCritic ? ValueHead.Attach(model)
+                    : previousCritic is not null ? ValueHead.AttachSeparate(model, config, previousCritic)
+                    : rewardModel is not null ? ValueHead.AttachFromRewardModel(model, rewardModel)
+                    : ValueHead.AttachSeparate(model, config, init);
                 if (previous is not null)
                     head.LoadHeadOnly(previous);
                 model.DisableDropout(); // TRL's PPOTrainer disables dropout in every model (the critic's adapter too)

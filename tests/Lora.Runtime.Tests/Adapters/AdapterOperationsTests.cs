@@ -188,4 +188,35 @@ public class AdapterOperationsTests
         Assert.Empty(model.AdaptedLayers());
         PeftInjector.Inject(model, config with { RankPattern = new Dictionary<string, int>() }); // the name is free again
     }
+
+    [Fact]
+    public void Setting_the_active_adapter_turns_the_others_off_on_every_layer_as_peft_set_adapter()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Base();
+        using var noGrad = no_grad();
+        var ids = randint(0, 256, [1, 6], dtype: ScalarType.Int64);
+        var baseLogits = model.Forward(ids);
+        manual_seed(2);
+        PeftInjector.Inject(model, new LoraConfig { R = 4, LoraAlpha = 8, InitLoraWeights = "false", TargetModules = TargetModules.FromNames(["q_proj"]) }, "a");
+        var onlyA = model.Forward(ids);
+        PeftInjector.Inject(model, new LoraConfig { R = 4, LoraAlpha = 8, InitLoraWeights = "false", TargetModules = TargetModules.FromNames(["v_proj"]) }, "b");
+        model.SetActiveAdapters("a");
+        LogitsAssert.Close(model.Forward(ids), onlyA, what: "a alone");
+        // "b" alone: q_proj holds only "a", which must stop applying there (PEFT: a layer skips active names it lacks).
+        model.SetActiveAdapters("b");
+        Assert.Empty(model.AdaptedLayers().Single(l => l.Path.EndsWith("0.self_attn.q_proj", StringComparison.Ordinal)).Layer.ActiveAdapters);
+        var onlyB = model.Forward(ids);
+        model.SetActiveAdapters("a");
+        Assert.Equal(["a"], model.AdaptedLayers().Single(l => l.Path.EndsWith("0.self_attn.q_proj", StringComparison.Ordinal)).Layer.ActiveAdapters);
+        using (model.DisableAdapters())
+            LogitsAssert.Close(model.Forward(ids), baseLogits, what: "disabled");
+        Assert.False(onlyB.allclose(onlyA, 1e-4, 1e-5));
+        model.SetActiveAdapters("b");
+        LogitsAssert.Close(model.Forward(ids), onlyB, what: "b alone again");
+        PeftAdapter.Remove(model, "a");
+        LogitsAssert.Close(model.Forward(ids), onlyB, what: "b without a at all"); // "a" added nothing while "b" was active
+        var error = Assert.Throws<LoraException>(() => model.SetActiveAdapters("c"));
+        Assert.Contains("no layer has the adapter(s) c", error.Message, StringComparison.Ordinal);
+    }
 }

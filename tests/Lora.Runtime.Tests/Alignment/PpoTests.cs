@@ -1,4 +1,6 @@
+using Lora.Models;
 using Lora.Training;
+using Lora.Training.Objectives.Reward;
 using Lora.Training.Objectives.Ppo;
 using Lora.Training.Objectives.Rollout;
 using TorchSharp;
@@ -168,6 +170,50 @@ public class PpoTests : SingleThreaded
             var mask = ones_like(ids);
             head.Values(sharedModel, sharedModel.HiddenStates(ids, mask), ids, mask, 2, 4).sum().backward();
             Assert.Contains(policy, p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
+        }
+    }
+
+    [Fact]
+    public void A_critic_from_a_reward_model_starts_at_its_scores_at_every_position()
+    {
+        var dir = Fixtures.TempDirectory();
+        using (var rewardModel = CausalLM.FromPretrained(BaseModel))
+        {
+            RewardModel.AttachScoreHead(rewardModel);
+            var rewardConfig = RewardModel.Configure(new Lora.Tuners.LoRA.LoraConfig
+            {
+                R = 4, LoraAlpha = 8, InitLoraWeights = "false", TargetModules = Peft.TargetModules.FromNames(["q_proj", "k_proj"]),
+            });
+            manual_seed(11);
+            Peft.PeftInjector.Inject(rewardModel, rewardConfig);
+            Peft.PeftAdapter.Save(rewardModel, dir, rewardConfig);
+        }
+
+        using var scope = NewDisposeScope();
+        var ids = randint(0, 256, [2, 6], dtype: ScalarType.Int64);
+        var mask = ones_like(ids);
+        Tensor expected;
+        using (var reloaded = RewardModel.Load(BaseModel, dir))
+        using (var noGradRm = no_grad())
+            expected = RewardModel.Find(reloaded)!.call(reloaded.HiddenStates(ids, mask)).squeeze(-1); // (B, T)
+
+        var (model, _) = LoraModel(randomB: true); // a policy unlike the reward model (q, v)
+        using (model)
+        using (var noGradPolicy = no_grad())
+        {
+            var head = ValueHead.AttachFromRewardModel(model, dir);
+            Assert.Contains(model.AdapterParameters(ValueHead.CriticAdapterName), p => p.HostPath.EndsWith("k_proj", StringComparison.Ordinal)); // the reward model's own targets
+            var values = head.Values(model, model.HiddenStates(ids, mask), ids, mask, 0, 6);
+            Lora.Runtime.Tests.Models.LogitsAssert.Close(values, expected, 1e-5, 1e-6, "first values = the reward model's scores");
+            Assert.Equal(0f, head.Summary.bias!.item<float>());
+        }
+
+        var (other, config) = LoraModel();
+        using (other)
+        {
+            File.WriteAllText(Path.Combine(dir, Peft.PeftConfigFile.FileName), File.ReadAllText(Path.Combine(dir, Peft.PeftConfigFile.FileName)).Replace("\"score\"", "\"lm_head\""));
+            var error = Assert.Throws<LoraException>(() => ValueHead.AttachFromRewardModel(other, dir));
+            Assert.Contains("not a reward model adapter", error.Message, StringComparison.Ordinal);
         }
     }
 }

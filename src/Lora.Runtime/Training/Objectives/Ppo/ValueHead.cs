@@ -86,6 +86,44 @@ public sealed class ValueHead : nn.Module<Tensor, Tensor>
         return head;
     }
 
+    /// <summary>
+    /// <see cref="AttachSeparate"/> with the critic initialised from a reward model on the same base, as TRL's PPO
+    /// script builds its value model (<c>AutoModelForSequenceClassification.from_pretrained(reward_model_path)</c>,
+    /// trl/scripts/ppo.py): the critic adapter takes the reward adapter's weights (its LoRA, without the
+    /// <c>score</c> module it saves), and the value head the reward head's weight (<c>score</c> has no bias; the head's
+    /// starts at 0), so the first values are the reward model's score at every position.
+    /// </summary>
+    /// <param name="model">The policy (base + its adapter).</param>
+    /// <param name="rewardAdapterDirectory">A reward model adapter (<c>lora reward</c>'s output) trained on this base.</param>
+    /// <param name="policyAdapter">The policy's adapter, active outside <see cref="Values"/>.</param>
+    public static ValueHead AttachFromRewardModel(CausalLM model, string rewardAdapterDirectory, string policyAdapter = Peft.PeftAdapter.DefaultName)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var file = Peft.PeftConfigFile.Read(rewardAdapterDirectory);
+        if (file is not Peft.TunerConfig { ModulesToSave: { } saved } reward || !saved.Contains(Reward.RewardModel.ScoreModuleName))
+            throw new LoraException($"{rewardAdapterDirectory}: not a reward model adapter (no \"{Reward.RewardModel.ScoreModuleName}\" in modules_to_save).");
+        var config = reward with { ModulesToSave = null, TaskType = "CAUSAL_LM" };
+        var head = AttachSeparate(model, config, initDirectory: null, policyAdapter);
+        var path = Peft.PeftAdapter.WeightsPath(rewardAdapterDirectory);
+        using var weights = SafeTensorsFile.Open(path);
+        using var noGrad = no_grad();
+        foreach (var p in model.AdapterParameters(CriticAdapterName))
+        {
+            if (!weights.Tensors.TryGetValue(p.PeftKey, out var entry) || !entry.Shape.SequenceEqual(p.Parameter.shape))
+                throw new LoraException($"{path}: \"{p.PeftKey}\" is missing or not shaped ({string.Join(", ", p.Parameter.shape)}): the reward model was not trained on this base.");
+            using var value = weights.Load(p.PeftKey, p.Parameter.dtype, p.Parameter.device);
+            p.Parameter.copy_(value);
+        }
+
+        const string scoreKey = "base_model.model." + Reward.RewardModel.ScoreModuleName + ".weight";
+        if (!weights.Tensors.TryGetValue(scoreKey, out var score) || !score.Shape.SequenceEqual(head.Summary.weight!.shape))
+            throw new LoraException($"{path}: \"{scoreKey}\" is missing or not shaped (1, {model.Config.HiddenSize}).");
+        using (var value = weights.Load(scoreKey, head.Summary.weight!.dtype, head.Summary.weight.device))
+            head.Summary.weight.copy_(value);
+        head.Summary.bias!.zero_();
+        return head;
+    }
+
     /// <summary>Values <c>(B, W)</c> of the <paramref name="width"/> positions from <paramref name="start"/>: from
     /// <paramref name="policyHidden"/> <c>(B, T, C)</c> when the critic shares the policy's backbone, else from the
     /// critic adapter's own forward pass over <paramref name="inputIds"/> / <paramref name="attentionMask"/>.</summary>
