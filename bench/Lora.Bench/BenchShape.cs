@@ -1,7 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
+using Lora;
 using Lora.Backend;
 using Lora.Models;
+using Lora.Peft;
+using Lora.Tuners.LoRA;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -119,6 +122,29 @@ internal sealed class BenchShape
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>The benchmarks' model: a random Llama of this shape (seed 0) with a LoRA adapter of <c>--r</c>,
+    /// <c>--alpha</c> on <c>--targets</c>, its base frozen. <c>NMatmul</c>: the base linear layers' weights (for MFU).</summary>
+    public (LlamaForCausalLM Model, List<TorchSharp.Modules.Parameter> Trainable, long NMatmul) LoraLlama()
+    {
+        manual_seed(0);
+        var model = new LlamaForCausalLM(Config(Seq), DType, Device);
+        model.InitializeWeights();
+        var nMatmul = model.modules().OfType<Modules.LinearLayer>().Sum(l => l.InFeatures * l.OutFeatures);
+        var config = new LoraConfig { R = R, LoraAlpha = Alpha, TargetModules = TargetModules.FromNames(Targets.Split(',')) };
+        PeftInjector.Inject(model, config);
+        return (model, model.MarkTrainable(config).Select(p => p.Parameter).ToList(), nMatmul);
+    }
+
+    /// <summary>The reference's MFU convention (<c>peft_bench.py</c>): flops per token = 4·N_matmul (frozen weights get
+    /// no weight gradient) + 6·layers·seq·hidden (attention).</summary>
+    public double FlopsPerToken(long nMatmul) => 4.0 * nMatmul + 6.0 * Layers * Seq * Hidden;
+
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted[sorted.Count / 2];
     }
 
     public static void Synchronize(Device device)

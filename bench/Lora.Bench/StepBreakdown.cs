@@ -3,9 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Lora.Kernels;
 using Lora.Models;
-using Lora.Peft;
 using Lora.Training;
-using Lora.Tuners.LoRA;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,20 +25,15 @@ internal static class StepBreakdown
     {
         var s = new BenchShape(args, generation: false);
         var device = s.Device;
-        manual_seed(0);
-        using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
-        model.InitializeWeights();
+        var (model, trainable, nMatmul) = s.LoraLlama();
+        using var owned = model;
         var bases = model.modules().OfType<Modules.LinearLayer>().ToList();
-        var nMatmul = bases.Sum(l => l.InFeatures * l.OutFeatures);
-        var config = new LoraConfig { R = s.R, LoraAlpha = s.Alpha, TargetModules = TargetModules.FromNames(s.Targets.Split(',')) };
-        PeftInjector.Inject(model, config);
-        var trainable = model.MarkTrainable(config).Select(p => p.Parameter).ToList();
         model.train();
         using var optimizer = new Training.AdamW(trainable, lr: 2e-4);
         using var ids = randint(0, s.Vocab, [s.Batch, s.Seq], dtype: ScalarType.Int64, device: device);
         using var ceiling = new MatmulCeiling(device, s.DType);
         var head = (Modules.LinearLayer)model.OutputHead;
-        var chunk = (int)Math.Max(1, (device.type == DeviceType.CUDA ? 1 << 24 : 1 << 22) / head.OutFeatures); // as CausalLMLoss.ModelTokenSum
+        var chunk = CausalLMLoss.ChunkTokens(device, head.OutFeatures);
 
         double Mark()
         {
@@ -129,11 +122,10 @@ internal static class StepBreakdown
             attention.Add(a);
         }
 
-        static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
-        var step = Median(parts["step"]);
-        var matmulMs = Median(matmuls);
-        var attentionMs = Median(attention);
-        var flopsPerStep = (4.0 * nMatmul + 6.0 * s.Layers * s.Seq * s.Hidden) * tokens;
+        var step = BenchShape.Median(parts["step"]);
+        var matmulMs = BenchShape.Median(matmuls);
+        var attentionMs = BenchShape.Median(attention);
+        var flopsPerStep = s.FlopsPerToken(nMatmul) * tokens;
         var result = new Dictionary<string, object?>
         {
             ["system"] = "lora-dotnet",
@@ -145,10 +137,10 @@ internal static class StepBreakdown
             ["threads"] = get_num_threads(),
             ["steps"] = s.Steps,
             ["step_ms"] = Math.Round(step, 1),
-            ["forward_ms"] = Math.Round(Median(parts["forward"]), 1),
-            ["head_loss_ms"] = Math.Round(Median(parts["head_loss"]), 1),
-            ["backward_ms"] = Math.Round(Median(parts["backward"]), 1),
-            ["optimizer_ms"] = Math.Round(Median(parts["optimizer"]), 1),
+            ["forward_ms"] = Math.Round(BenchShape.Median(parts["forward"]), 1),
+            ["head_loss_ms"] = Math.Round(BenchShape.Median(parts["head_loss"]), 1),
+            ["backward_ms"] = Math.Round(BenchShape.Median(parts["backward"]), 1),
+            ["optimizer_ms"] = Math.Round(BenchShape.Median(parts["optimizer"]), 1),
             ["base_matmuls_alone_ms"] = Math.Round(matmulMs, 1),
             ["attention_alone_ms"] = Math.Round(attentionMs, 1),
             ["everything_else_ms"] = Math.Round(step - matmulMs - attentionMs, 1),

@@ -1,10 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Lora.Models;
-using Lora.Peft;
 using Lora.Training;
-using Lora.Tuners.LoRA;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,13 +37,8 @@ internal static class TrainThroughput
         var packAttention = s.Text("--pack-attention") ?? "free";
         if (pack < 1 || s.Seq % pack != 0 || packAttention is not ("free" or "mask"))
             throw new ArgumentException($"--pack {pack} --pack-attention {packAttention}: expected K dividing --seq and free or mask.");
-        manual_seed(0);
-        using var model = new LlamaForCausalLM(s.Config(s.Seq), s.DType, device);
-        model.InitializeWeights();
-        var nMatmul = model.modules().OfType<Modules.LinearLayer>().Sum(l => l.InFeatures * l.OutFeatures);
-        var config = new LoraConfig { R = s.R, LoraAlpha = s.Alpha, TargetModules = TargetModules.FromNames(s.Targets.Split(',')) };
-        PeftInjector.Inject(model, config);
-        var trainable = model.MarkTrainable(config).Select(p => p.Parameter).ToList();
+        var (model, trainable, nMatmul) = s.LoraLlama();
+        using var owned = model;
         model.GradientCheckpointing = s.GradientCheckpointing;
         model.train();
         using TorchSharp.Modules.AdamW optimizer = optimizerKind switch
@@ -104,7 +96,7 @@ internal static class TrainThroughput
         var stepSeconds = times.Average();
         var tokensPerStep = (double)s.Batch * s.Seq;
         var tokensPerSecond = tokensPerStep / stepSeconds;
-        var flopsPerToken = 4.0 * nMatmul + 6.0 * s.Layers * s.Seq * s.Hidden;
+        var flopsPerToken = s.FlopsPerToken(nMatmul);
         var achieved = flopsPerToken * tokensPerSecond;
         var cuda = device.type == DeviceType.CUDA;
         var result = new Dictionary<string, object?>
@@ -120,7 +112,7 @@ internal static class TrainThroughput
             ["trainable"] = trainable.Sum(p => p.numel()),
             ["step_ms"] = Math.Round(stepSeconds * 1e3, 2),
             ["step_ms_min"] = Math.Round(times.Min() * 1e3, 2),
-            ["step_ms_median"] = Math.Round(times.Order().ElementAt(times.Count / 2) * 1e3, 2),
+            ["step_ms_median"] = Math.Round(BenchShape.Median(times) * 1e3, 2),
             ["step_ms_each"] = times.Select(t => Math.Round(t * 1e3, 1)).ToArray(),
             ["tokens_per_s"] = Math.Round(tokensPerSecond, 1),
             ["achieved_tflops"] = Math.Round(achieved / 1e12, 4),

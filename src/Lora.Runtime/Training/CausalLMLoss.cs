@@ -74,13 +74,16 @@ public static class CausalLMLoss
             && model.ForwardHidden(inputIds, attentionMask, positionIds) is { } hidden)
         {
             using var scope = NewDisposeScope();
-            var chunkElements = hidden.device_type == DeviceType.CUDA ? 1 << 24 : 1 << 22;
-            var chunk = (int)Math.Max(1, chunkElements / dense.OutFeatures);
-            return FusedLinearTokenSum(hidden, dense.WeightParameter, head.Bias, labels, chunk).MoveToOuterDisposeScope();
+            return FusedLinearTokenSum(hidden, dense.WeightParameter, head.Bias, labels, ChunkTokens(hidden.device, dense.OutFeatures)).MoveToOuterDisposeScope();
         }
 
         return TokenSum(model.Forward(inputIds, attentionMask, positionIds), labels);
     }
+
+    /// <summary>Tokens per chunk of <see cref="FusedLinearTokenSum"/> for a vocabulary of <paramref name="vocab"/>: about
+    /// 2²⁴ logits per chunk on CUDA, 2²² on the CPU.</summary>
+    internal static int ChunkTokens(Device device, long vocab) =>
+        (int)Math.Max(1, (device.type == DeviceType.CUDA ? 1 << 24 : 1 << 22) / vocab);
 
     /// <summary>
     /// The summed shifted cross-entropy of <c>logits = hidden · Wᵀ (+ b)</c> (<paramref name="weight"/> frozen), chunk by
