@@ -171,19 +171,23 @@ public static class PeftAdapter
     }
 
     /// <summary>PEFT's layer keys (<see cref="PeftMethod.ReadFiles"/>'s default).</summary>
-    internal static void FillLayerAdapter(nn.Module model, string directory, PeftConfig config, string adapterName)
+    /// <remarks><paramref name="othersKeys"/> selects file keys (PEFT-prefixed) that the caller reads itself and the
+    /// strict key check leaves out (a reward adapter's <c>score</c> head when it starts PPO's critic).</remarks>
+    internal static void FillLayerAdapter(nn.Module model, string directory, PeftConfig config, string adapterName, Func<string, bool>? othersKeys = null)
     {
         var weightsPath = WeightsPath(directory);
         using var file = SafeTensorsFile.Open(weightsPath);
-        Fill(model, adapterName, config, file, weightsPath);
+        Fill(model, adapterName, config, file, weightsPath, othersKeys);
     }
 
-    private static void Fill(nn.Module model, string adapterName, PeftConfig config, SafeTensorsFile file, string where)
+    private static void Fill(nn.Module model, string adapterName, PeftConfig config, SafeTensorsFile file, string where, Func<string, bool>? othersKeys = null)
     {
         var expected = Parameters(model, adapterName, config);
         var own = model.AdapterParameters(adapterName).Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);
 
         var fileKeys = file.Tensors.Keys.ToDictionary(AdapterKeys.WithPeftPrefix, k => k, StringComparer.Ordinal);
+        if (othersKeys is not null)
+            fileKeys = fileKeys.Where(k => !othersKeys(k.Key)).ToDictionary(k => k.Key, k => k.Value, StringComparer.Ordinal);
         var missing = expected.Keys.Where(k => !fileKeys.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
         var unexpected = fileKeys.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)

@@ -104,21 +104,16 @@ public sealed class ValueHead : nn.Module<Tensor, Tensor>
             throw new LoraException($"{rewardAdapterDirectory}: not a reward model adapter (no \"{Reward.RewardModel.ScoreModuleName}\" in modules_to_save).");
         var config = reward with { ModulesToSave = null, TaskType = "CAUSAL_LM" };
         var head = AttachSeparate(model, config, initDirectory: null, policyAdapter);
+        // The reward adapter's layers fill the critic (strictly, as any adapter loads); its score head fills the value head.
+        const string scoreKey = "base_model.model." + Reward.RewardModel.ScoreModuleName + ".weight";
+        Peft.PeftAdapter.FillLayerAdapter(model, rewardAdapterDirectory, config, CriticAdapterName, key => key == scoreKey);
         var path = Peft.PeftAdapter.WeightsPath(rewardAdapterDirectory);
         using var weights = SafeTensorsFile.Open(path);
-        using var noGrad = no_grad();
-        foreach (var p in model.AdapterParameters(CriticAdapterName))
-        {
-            if (!weights.Tensors.TryGetValue(p.PeftKey, out var entry) || !entry.Shape.SequenceEqual(p.Parameter.shape))
-                throw new LoraException($"{path}: \"{p.PeftKey}\" is missing or not shaped ({string.Join(", ", p.Parameter.shape)}): the reward model was not trained on this base.");
-            using var value = weights.Load(p.PeftKey, p.Parameter.dtype, p.Parameter.device);
-            p.Parameter.copy_(value);
-        }
-
-        const string scoreKey = "base_model.model." + Reward.RewardModel.ScoreModuleName + ".weight";
-        if (!weights.Tensors.TryGetValue(scoreKey, out var score) || !score.Shape.SequenceEqual(head.Summary.weight!.shape))
+        var scoreName = weights.Tensors.Keys.FirstOrDefault(k => Peft.AdapterKeys.WithPeftPrefix(k) == scoreKey);
+        if (scoreName is null || !weights.Tensors[scoreName].Shape.SequenceEqual(head.Summary.weight!.shape))
             throw new LoraException($"{path}: \"{scoreKey}\" is missing or not shaped (1, {model.Config.HiddenSize}).");
-        using (var value = weights.Load(scoreKey, head.Summary.weight!.dtype, head.Summary.weight.device))
+        using var noGrad = no_grad();
+        using (var value = weights.Load(scoreName, head.Summary.weight!.dtype, head.Summary.weight.device))
             head.Summary.weight.copy_(value);
         head.Summary.bias!.zero_();
         return head;
